@@ -1,0 +1,14 @@
+//! mcp-warden: a host agent that transparently intercepts connections to MCP
+//! servers, identifies the calling process and records every connection.
+//!
+//! See docs/ARCHITECTURE.md for the data path.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod ebpf;
+pub mod identity;
+pub mod intercept;
+pub mod relay;
+pub mod resolve;
