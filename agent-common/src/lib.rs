@@ -69,14 +69,21 @@ pub struct EndpointKey {
     pub pad: u16,
 }
 
+/// `struct warden_cidr_data`: what the LPM trie compares, port first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CidrData {
+    pub port_be: [u8; 2],
+    pub ip6: [u8; 16],
+    pub pad: [u8; 2],
+}
+
 /// `struct warden_cidr_key`: a `cidr:port` endpoint in the LPM trie.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CidrKey {
     pub prefixlen: u32,
-    pub port_be: [u8; 2],
-    pub ip6: [u8; 16],
-    pub pad: u16,
+    pub data: CidrData,
 }
 
 /// `struct warden_ep_val`.
@@ -149,9 +156,7 @@ impl CidrKey {
         };
         Self {
             prefixlen: CIDR_PORT_BITS + addr_bits,
-            port_be: port.to_be_bytes(),
-            ip6: ip6_bytes(ip),
-            pad: 0,
+            data: CidrData { port_be: port.to_be_bytes(), ip6: ip6_bytes(ip), pad: [0; 2] },
         }
     }
 }
@@ -195,6 +200,7 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     unsafe impl aya::Pod for super::EndpointKey {}
     unsafe impl aya::Pod for super::CidrKey {}
+    unsafe impl aya::Pod for super::CidrData {}
     unsafe impl aya::Pod for super::EndpointVal {}
     unsafe impl aya::Pod for super::Flow {}
     unsafe impl aya::Pod for super::Tuple {}
@@ -218,7 +224,7 @@ mod tests {
     fn cidr_prefix_covers_port_and_address_bits() {
         let k = CidrKey::new("10.20.0.0".parse().unwrap(), 16, 8443);
         assert_eq!(k.prefixlen, 16 + 96 + 16);
-        assert_eq!(k.port_be, [0x20, 0xfb]);
+        assert_eq!(k.data.port_be, [0x20, 0xfb]);
         let k6 = CidrKey::new("fd00::".parse().unwrap(), 64, 443);
         assert_eq!(k6.prefixlen, 16 + 64);
     }

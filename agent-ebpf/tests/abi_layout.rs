@@ -50,7 +50,8 @@ fn c_and_rust_layouts_agree() {
     assert_layout!(&btf, "warden_config", abi::Config,
         [listen_ip4, listen_ip6, listen_port4, listen_port6, self_mark, flags, netns_cookie]);
     assert_layout!(&btf, "warden_ep_key", abi::EndpointKey, [ip6, port, pad]);
-    assert_layout!(&btf, "warden_cidr_key", abi::CidrKey, [prefixlen, port_be, ip6, pad]);
+    assert_layout!(&btf, "warden_cidr_data", abi::CidrData, [port_be, ip6, pad]);
+    assert_layout!(&btf, "warden_cidr_key", abi::CidrKey, [prefixlen, data]);
     assert_layout!(&btf, "warden_ep_val", abi::EndpointVal, [endpoint_id, flags]);
     assert_layout!(&btf, "warden_flow", abi::Flow,
         [orig_ip6, orig_port, orig_family, endpoint_id, pid, tid, uid, gid, cgroup_id,

@@ -1,1 +1,92 @@
-fn main() {}
+//! Developer and CI tasks: `cargo xtask test|demo|bench`.
+
+mod bench;
+mod demo;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "mcp-warden developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Unit tests, the ABI layout test, then the root integration tests
+    Test {
+        /// Only the unprivileged tests
+        #[arg(long)]
+        unit_only: bool,
+        /// Extra arguments for the integration test binary (e.g. a test name filter)
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Intercept a local MCP-style server and show the record (root)
+    Demo,
+    /// Benchmarks, reported as ratios against a baseline measured in the same run (root)
+    Bench,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Test { unit_only, args } => test(unit_only, &args),
+        Task::Demo => demo::run(&build_agent(false)?),
+        Task::Bench => bench::run(&build_agent(true)?),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    Ok(())
+}
+
+/// Builds the agent binary and returns its path.
+fn build_agent(release: bool) -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "-p", "mcp-warden"]);
+    if release {
+        c.arg("--release");
+    }
+    status(&mut c)?;
+    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("mcp-warden"))
+}
+
+pub fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{what} needs root (eBPF, cgroups, network namespaces); run it with sudo");
+    }
+    Ok(())
+}
+
+fn test(unit_only: bool, args: &[String]) -> Result<()> {
+    status(cargo().args(["test", "--workspace", "--exclude", "mcp-warden-tests"]))?;
+    if unit_only {
+        return Ok(());
+    }
+    require_root("the integration tests")?;
+    let bin = build_agent(false)?;
+    let mut c = cargo();
+    c.args(["test", "-p", "mcp-warden-tests", "--"]).args(args).env("MCP_WARDEN_BIN", &bin);
+    status(&mut c)
+}

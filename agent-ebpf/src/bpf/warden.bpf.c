@@ -70,6 +70,15 @@ struct {
 	__type(value, __u64);
 } warden_stats SEC(".maps");
 
+/* The verifier allows only 4-byte loads of these ctx arrays; stop clang from merging two into one. */
+#define CTX_U32(field) (*(volatile __u32 *)&(field))
+
+static __always_inline void copy_ctx_ip6(__u8 *dst, const __u32 *field)
+{
+	__u32 w[4] = {CTX_U32(field[0]), CTX_U32(field[1]), CTX_U32(field[2]), CTX_U32(field[3])};
+	__builtin_memcpy(dst, w, 16);
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&warden_stats, &idx);
@@ -111,9 +120,9 @@ static __always_inline struct warden_ep_val *match_endpoint(const __u8 ip6[16], 
 
 	struct warden_cidr_key ck = {};
 	ck.prefixlen = 16 + 128;
-	ck.port_be[0] = port >> 8;
-	ck.port_be[1] = port & 0xff;
-	__builtin_memcpy(ck.ip6, ip6, 16);
+	ck.data.port_be[0] = port >> 8;
+	ck.data.port_be[1] = port & 0xff;
+	__builtin_memcpy(ck.data.ip6, ip6, 16);
 	return bpf_map_lookup_elem(&warden_ep_cidr, &ck);
 }
 
@@ -193,7 +202,8 @@ int warden_connect6(struct bpf_sock_addr *ctx)
 	struct warden_config *cfg = should_consider(ctx);
 	if (!cfg)
 		return 1;
-	__u32 w[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+	__u32 w[4];
+	copy_ctx_ip6((__u8 *)w, ctx->user_ip6);
 	__u16 port = bpf_ntohs(ctx->user_port);
 	struct warden_ep_val *ep = match_endpoint((const __u8 *)w, port);
 	if (!ep)
@@ -241,10 +251,8 @@ int warden_sockops(struct bpf_sock_ops *skops)
 		set_mapped_v4(t.src_ip6, skops->local_ip4);
 		set_mapped_v4(t.dst_ip6, skops->remote_ip4);
 	} else {
-		__u32 s[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3]};
-		__u32 d[4] = {skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2], skops->remote_ip6[3]};
-		__builtin_memcpy(t.src_ip6, s, 16);
-		__builtin_memcpy(t.dst_ip6, d, 16);
+		copy_ctx_ip6(t.src_ip6, skops->local_ip6);
+		copy_ctx_ip6(t.dst_ip6, skops->remote_ip6);
 	}
 	t.src_port = (__u16)skops->local_port;          /* host order */
 	t.dst_port = (__u16)bpf_ntohl(skops->remote_port); /* network order in the upper half */

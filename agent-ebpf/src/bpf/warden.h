@@ -56,12 +56,18 @@ struct warden_ep_key {
  * CIDR endpoint key (warden_ep_cidr, an LPM trie). The port comes first so
  * that every prefix includes all 16 port bits: prefixlen = 16 + 96 + v4 bits,
  * or 16 + v6 bits. The port is big-endian here because LPM compares bytes.
+ * Byte-only data, so the key has no hidden padding (aya's LpmTrie key is
+ * `prefixlen` followed directly by this data).
  */
-struct warden_cidr_key {
-	__u32 prefixlen;
+struct warden_cidr_data {
 	__u8 port_be[2];
 	__u8 ip6[16];
-	__u16 pad;
+	__u8 pad[2];
+};
+
+struct warden_cidr_key {
+	__u32 prefixlen;
+	struct warden_cidr_data data;
 };
 
 struct warden_ep_val {
