@@ -138,8 +138,14 @@ fn write_loop(file: File, path: PathBuf, mut seq: u64, rx: mpsc::Receiver<Record
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         for record in &batch {
-            let line = Line { seq, ts: now_rfc3339(), record };
-            let res = serde_json::to_writer(&mut out, &line).map_err(io::Error::from).and_then(|_| out.write_all(b"\n"));
+            let line = Line {
+                seq,
+                ts: now_rfc3339(),
+                record,
+            };
+            let res = serde_json::to_writer(&mut out, &line)
+                .map_err(io::Error::from)
+                .and_then(|_| out.write_all(b"\n"));
             if let Err(e) = res {
                 error!(path = %path.display(), error = %e, "cannot write audit record");
             }
@@ -152,7 +158,9 @@ fn write_loop(file: File, path: PathBuf, mut seq: u64, rx: mpsc::Receiver<Record
 }
 
 fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "unknown".into())
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The `seq` of the file's last complete record, 0 if there is none.
@@ -201,7 +209,11 @@ mod tests {
     fn read(dir: &Path) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         export(dir, &mut out).unwrap();
-        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     #[test]
@@ -223,7 +235,10 @@ mod tests {
         assert_eq!(recs[0]["kind"], "connect");
         assert_eq!(recs[0]["endpoint"], "ehr");
         assert_eq!(recs[1]["kind"], "close");
-        assert!(recs[1].get("endpoint").is_none(), "absent fields are omitted");
+        assert!(
+            recs[1].get("endpoint").is_none(),
+            "absent fields are omitted"
+        );
         assert!(recs[0]["ts"].as_str().unwrap().ends_with('Z'));
     }
 

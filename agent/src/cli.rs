@@ -93,10 +93,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Detach(c) => {
             let cfg = load(&c.config)?;
             if let Some(pid) = daemon::running_pid(&cfg.agent.state_dir) {
-                eprintln!("warning: the agent (pid {pid}) is still running; its links are removed anyway");
+                eprintln!(
+                    "warning: the agent (pid {pid}) is still running; its links are removed anyway"
+                );
             }
             let removed = ebpf::detach(&ebpf::PinDir::new(&cfg))?;
-            println!("detached instance {:?}: {} pinned objects removed", cfg.agent.instance, removed.len());
+            println!(
+                "detached instance {:?}: {} pinned objects removed",
+                cfg.agent.instance,
+                removed.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { config, json } => status(&load(&config.config)?, json),
@@ -117,7 +123,10 @@ fn load(path: &Path) -> Result<Config> {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
@@ -137,17 +146,29 @@ fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
     } else {
         let mut out = io::stdout().lock();
         writeln!(out, "instance:  {}", cfg.agent.instance)?;
-        writeln!(out, "agent:     {}", pid.map_or("not running".to_string(), |p| format!("running (pid {p})")))?;
+        writeln!(
+            out,
+            "agent:     {}",
+            pid.map_or("not running".to_string(), |p| format!("running (pid {p})"))
+        )?;
         writeln!(out, "fail_mode: {:?}", cfg.agent.fail_mode)?;
         writeln!(
             out,
             "links:     {}",
-            if kernel.links.is_empty() { "none pinned".to_string() } else { kernel.links.join(", ") }
+            if kernel.links.is_empty() {
+                "none pinned".to_string()
+            } else {
+                kernel.links.join(", ")
+            }
         )?;
         for (k, v) in &kernel.counters {
             writeln!(out, "  {k:<14} {v}")?;
         }
     }
     // 0 when the agent runs; 3 (LSB "not running") otherwise, for scripts.
-    Ok(if pid.is_some() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if pid.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

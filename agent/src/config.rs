@@ -1,26 +1,1817 @@
-//! STUB: replaced by the real config module.
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+//! The agent's TOML configuration: parsing, validation and host checks.
+//!
+//! Parsing goes through serde with `deny_unknown_fields` into `Raw*` structs
+//! whose leaves are `toml::Spanned`, so every error we raise ourselves can
+//! point at the offending value. Errors from toml itself carry a byte span;
+//! we map it back to a dotted key (`endpoint[2].match[1]`) by walking a
+//! span-preserving parse of the same text.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
 pub const DEFAULT_PATH: &str = "/etc/mcp-warden/warden.toml";
-#[derive(Debug, Clone)]
-pub struct Config { pub path: PathBuf, pub agent: AgentConfig, pub endpoints: Vec<Endpoint> }
-#[derive(Debug, Clone)]
-pub struct AgentConfig { pub instance: String, pub listen: SocketAddrV4, pub listen6: Option<SocketAddrV6>, pub cgroup: PathBuf, pub state_dir: PathBuf, pub bpffs: PathBuf, pub fail_mode: FailMode, pub mark: u32, pub resolve_interval: Duration, pub drain_timeout: Duration, pub connect_timeout: Duration, pub all_netns: bool }
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailMode { Closed, Open }
-#[derive(Debug, Clone)]
-pub struct Endpoint { pub name: String, pub matches: Vec<MatchSpec> }
+
+const DEFAULT_INSTANCE: &str = "default";
+const DEFAULT_LISTEN: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 15001);
+const DEFAULT_STATE_DIR: &str = "/var/lib/mcp-warden";
+const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
+/// Used only when /proc/self/mountinfo shows no cgroup2 mount; check_host
+/// then reports it as not being cgroup v2.
+const FALLBACK_CGROUP: &str = "/sys/fs/cgroup";
+const DEFAULT_MARK: u32 = 0x4d57;
+const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound on every duration: absurd values (humantime accepts up to
+/// u64::MAX seconds) would overflow `Instant` arithmetic in the timers.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MatchSpec { Addr(SocketAddr), Cidr { net: ipnet::IpNet, port: u16 }, Host { host: String, port: u16 } }
-impl std::fmt::Display for MatchSpec { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") } }
-#[derive(Debug)]
-pub struct ConfigError { pub file: PathBuf, pub line: Option<usize>, pub col: Option<usize>, pub key: Option<String>, pub message: String }
-impl std::fmt::Display for ConfigError { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{}", self.message) } }
+pub struct Config {
+    /// The file this was read from (kept for reloads and error messages).
+    pub path: PathBuf,
+    pub agent: AgentConfig,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub instance: String,
+    pub listen: SocketAddrV4,
+    /// None: IPv6 interception is off.
+    pub listen6: Option<SocketAddrV6>,
+    pub cgroup: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs: PathBuf,
+    pub fail_mode: FailMode,
+    pub mark: u32,
+    pub resolve_interval: Duration,
+    pub drain_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub all_netns: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Closed,
+    Open,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub matches: Vec<MatchSpec>,
+}
+
+/// One `match` entry, normalised: hostnames lower-cased, a /32 or /128 CIDR
+/// is an `Addr`, IPv6 in canonical (compressed) form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MatchSpec {
+    Addr(SocketAddr),
+    Cidr { net: IpNet, port: u16 },
+    Host { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line of the offending value, when known.
+    pub line: Option<usize>,
+    /// 1-based column (in characters) of the offending value, when known.
+    pub col: Option<usize>,
+    /// Dotted key path, e.g. `agent.listen` or `endpoint[2].match[1]`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.col {
+                write!(f, ":{col}")?;
+            }
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
 impl std::error::Error for ConfigError {}
+
+impl fmt::Display for FailMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailMode::Closed => "closed",
+            FailMode::Open => "open",
+        })
+    }
+}
+
+impl fmt::Display for MatchSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // SocketAddr's Display already brackets IPv6.
+            MatchSpec::Addr(sa) => write!(f, "{sa}"),
+            MatchSpec::Cidr {
+                net: IpNet::V4(n),
+                port,
+            } => write!(f, "{n}:{port}"),
+            MatchSpec::Cidr {
+                net: IpNet::V6(n),
+                port,
+            } => write!(f, "[{n}]:{port}"),
+            MatchSpec::Host { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl std::str::FromStr for MatchSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_match(s)
+    }
+}
+
+impl Serialize for MatchSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Serialises in the file's own format (minus `path`), so `check-config`
+/// can print the effective configuration and it parses back to the same.
+impl Serialize for Config {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            agent: AgentOut<'a>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            endpoint: Vec<EndpointOut<'a>>,
+        }
+        #[derive(Serialize)]
+        struct AgentOut<'a> {
+            instance: &'a str,
+            listen: String,
+            listen6: String,
+            cgroup: String,
+            state_dir: String,
+            bpffs: String,
+            fail_mode: FailMode,
+            mark: u32,
+            resolve_interval: String,
+            drain_timeout: String,
+            connect_timeout: String,
+            all_netns: bool,
+        }
+        #[derive(Serialize)]
+        struct EndpointOut<'a> {
+            name: &'a str,
+            #[serde(rename = "match")]
+            matches: &'a [MatchSpec],
+        }
+        let a = &self.agent;
+        let dur = |d: Duration| humantime::format_duration(d).to_string();
+        Out {
+            agent: AgentOut {
+                instance: &a.instance,
+                listen: a.listen.to_string(),
+                listen6: a
+                    .listen6
+                    .map_or_else(|| "off".to_string(), |l| l.to_string()),
+                cgroup: a.cgroup.display().to_string(),
+                state_dir: a.state_dir.display().to_string(),
+                bpffs: a.bpffs.display().to_string(),
+                fail_mode: a.fail_mode,
+                mark: a.mark,
+                resolve_interval: dur(a.resolve_interval),
+                drain_timeout: dur(a.drain_timeout),
+                connect_timeout: dur(a.connect_timeout),
+                all_netns: a.all_netns,
+            },
+            endpoint: self
+                .endpoints
+                .iter()
+                .map(|e| EndpointOut {
+                    name: &e.name,
+                    matches: &e.matches,
+                })
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
 impl Config {
-    pub fn load(_path: &Path) -> Result<Config, ConfigError> { todo!() }
-    pub fn check_host(&self) -> Result<(), ConfigError> { Ok(()) }
-    pub fn pin_dir(&self) -> PathBuf { self.agent.bpffs.join("mcp-warden").join(&self.agent.instance) }
-    pub fn audit_dir(&self) -> PathBuf { self.agent.state_dir.join("audit") }
+    /// Reads, parses and validates `path`. No host checks (see `check_host`).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            col: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is only recorded and used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let src = Source { text, path };
+        let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+        let agent = src.agent(raw.agent.as_ref().map(|a| a.get_ref()))?;
+        let endpoints = src.endpoints(&raw.endpoint)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            agent,
+            endpoints,
+        })
+    }
+
+    /// Checks the host matches the config: the cgroup path is a cgroup v2
+    /// directory and the bpffs directory exists.
+    pub fn check_host(&self) -> Result<(), ConfigError> {
+        let cgroup = &self.agent.cgroup;
+        match std::fs::metadata(cgroup) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.host_error(
+                    "cgroup",
+                    cgroup,
+                    format!("{} does not exist", cgroup.display()),
+                ));
+            }
+            Err(e) => {
+                return Err(self.host_error(
+                    "cgroup",
+                    cgroup,
+                    format!("{}: {e}", cgroup.display()),
+                ));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(self.host_error(
+                    "cgroup",
+                    cgroup,
+                    format!("{} is not a cgroup v2 directory", cgroup.display()),
+                ));
+            }
+            Ok(_) => {}
+        }
+        match nix::sys::statfs::statfs(cgroup.as_path()) {
+            // f_type 0x63677270: the cgroup v2 filesystem.
+            Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => {}
+            Ok(st) => {
+                return Err(self.host_error(
+                    "cgroup",
+                    cgroup,
+                    format!(
+                        "{} is not a cgroup v2 directory (filesystem type {:#x})",
+                        cgroup.display(),
+                        st.filesystem_type().0
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(self.host_error(
+                    "cgroup",
+                    cgroup,
+                    format!("{}: statfs: {e}", cgroup.display()),
+                ));
+            }
+        }
+        let bpffs = &self.agent.bpffs;
+        match std::fs::metadata(bpffs) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(self.host_error(
+                "bpffs",
+                bpffs,
+                format!("{} does not exist", bpffs.display()),
+            )),
+            Err(e) => Err(self.host_error("bpffs", bpffs, format!("{}: {e}", bpffs.display()))),
+            Ok(m) if !m.is_dir() => Err(self.host_error(
+                "bpffs",
+                bpffs,
+                format!("{} is not a directory", bpffs.display()),
+            )),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Where this instance pins its BPF objects.
+    pub fn pin_dir(&self) -> PathBuf {
+        self.agent
+            .bpffs
+            .join("mcp-warden")
+            .join(&self.agent.instance)
+    }
+
+    pub fn audit_dir(&self) -> PathBuf {
+        self.agent.state_dir.join("audit")
+    }
+
+    /// An error about `agent.<key>`. Config keeps no spans, so the line is
+    /// found by re-reading the file; it is given only if the file still
+    /// holds the same value there (it may have been edited since loading).
+    fn host_error(&self, key: &str, value: &Path, message: String) -> ConfigError {
+        let span = std::fs::read_to_string(&self.path).ok().and_then(|text| {
+            let (root, _) = DeTable::parse_recoverable(&text);
+            let DeValue::Table(agent) = root.get_ref().get("agent")?.get_ref() else {
+                return None;
+            };
+            let v = agent.get(key)?;
+            match v.get_ref() {
+                DeValue::String(s) if Path::new(s.as_ref()) == value => {
+                    Some((v.span(), text.clone()))
+                }
+                _ => None,
+            }
+        });
+        let (line, col) = match &span {
+            Some((span, text)) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.path.clone(),
+            line,
+            col,
+            key: Some(format!("agent.{key}")),
+            message,
+        }
+    }
+}
+
+// ---- raw (as written) form -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawFile {
+    agent: Option<Spanned<RawAgent>>,
+    #[serde(default)]
+    endpoint: Vec<Spanned<RawEndpoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawAgent {
+    instance: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
+    listen6: Option<Spanned<String>>,
+    cgroup: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+    bpffs: Option<Spanned<String>>,
+    fail_mode: Option<Spanned<String>>,
+    // i128 so that out-of-range integers reach our own range message.
+    mark: Option<Spanned<i128>>,
+    resolve_interval: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    all_netns: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawEndpoint {
+    // Optional so a missing key gets our message rather than serde's.
+    name: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    matches: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+// ---- validation ------------------------------------------------------------
+
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let (line, col) = match span {
+            Some(s) => {
+                let (l, c) = line_col(self.text, s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.path.to_path_buf(),
+            line,
+            col,
+            key,
+            message: message.into(),
+        }
+    }
+
+    fn at<T>(
+        &self,
+        v: &Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        self.error(Some(v.span()), Some(key.into()), message)
+    }
+
+    /// Turns toml's error into ours: one line, key derived from the span,
+    /// serde's unknown/missing-field wording rephrased.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let span = e.span();
+        let mut path = span
+            .as_ref()
+            .map(|s| key_path_at(self.text, s.start))
+            .unwrap_or_default();
+        let raw = e.message().trim();
+        let mut message = raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+            // mark is read as i128 (see RawAgent); don't leak that.
+            .replace("expected i128", "expected an integer");
+        if let Some((field, expected)) = parse_unknown_field(raw) {
+            // The span is the unknown key itself; report it against its table.
+            if path
+                .last()
+                .is_some_and(|seg| matches!(seg, Seg::Key(k) if *k == field))
+            {
+                path.pop();
+            }
+            let list = if expected.is_empty() {
+                String::from("none")
+            } else {
+                expected.join(", ")
+            };
+            message = if path.is_empty() {
+                format!("unknown top-level key \"{field}\" (expected one of: {list})")
+            } else {
+                format!("unknown key \"{field}\" (expected one of: {list})")
+            };
+        } else if let Some(field) = raw
+            .strip_prefix("missing field `")
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            message = format!("missing key \"{field}\"");
+        } else if raw == "duplicate key" {
+            // The span is the repeated key (maybe quoted). A repeated plain
+            // key is not in the recovered tree, so usually there is no path;
+            // a repeated [table] header is, and is reported against its parent.
+            if let Some(k) = span.as_ref().and_then(|s| self.text.get(s.clone())) {
+                let k = k.trim_matches(|c| c == '"' || c == '\'');
+                if path
+                    .last()
+                    .is_some_and(|seg| matches!(seg, Seg::Key(last) if last == k))
+                {
+                    path.pop();
+                }
+                message = format!("duplicate key \"{k}\"");
+            }
+        } else if path.len() == 1
+            && path[0] == Seg::Key("endpoint".into())
+            && raw.starts_with("invalid type")
+        {
+            message.push_str(" (write each endpoint as an [[endpoint]] table)");
+        }
+        let key = if path.is_empty() {
+            None
+        } else {
+            Some(render_path(&path))
+        };
+        self.error(span, key, message)
+    }
+
+    fn agent(&self, raw: Option<&RawAgent>) -> Result<AgentConfig, ConfigError> {
+        let empty = RawAgent {
+            instance: None,
+            listen: None,
+            listen6: None,
+            cgroup: None,
+            state_dir: None,
+            bpffs: None,
+            fail_mode: None,
+            mark: None,
+            resolve_interval: None,
+            drain_timeout: None,
+            connect_timeout: None,
+            all_netns: None,
+        };
+        let r = raw.unwrap_or(&empty);
+
+        let instance = match &r.instance {
+            None => DEFAULT_INSTANCE.to_string(),
+            Some(v) => {
+                let s = v.get_ref();
+                let ok = (1..=32).contains(&s.len())
+                    && s.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    });
+                if !ok {
+                    return Err(self.at(
+                        v,
+                        "agent.instance",
+                        format!("invalid instance name {s:?} (expected 1-32 characters of a-z, 0-9, _ and -)"),
+                    ));
+                }
+                s.clone()
+            }
+        };
+
+        let listen = match &r.listen {
+            None => DEFAULT_LISTEN,
+            Some(v) => {
+                let s = v.get_ref();
+                let sa: SocketAddrV4 = s.parse().map_err(|_| {
+                    let hint = if s.parse::<SocketAddrV6>().is_ok() { "; IPv6 goes in agent.listen6" } else { "" };
+                    self.at(v, "agent.listen", format!("invalid IPv4 socket address {s:?} (expected e.g. 127.0.0.1:15001{hint})"))
+                })?;
+                // The BPF program redirects to this exact address.
+                if sa.ip().is_unspecified() {
+                    return Err(self.at(v, "agent.listen", format!("{s:?}: the listen address must not be unspecified (0.0.0.0); connections are redirected to this exact address")));
+                }
+                if sa.port() == 0 {
+                    return Err(self.at(v, "agent.listen", format!("{s:?}: port must not be 0")));
+                }
+                sa
+            }
+        };
+
+        let listen6 = match &r.listen6 {
+            None => Some(SocketAddrV6::new(Ipv6Addr::LOCALHOST, listen.port(), 0, 0)),
+            Some(v) if v.get_ref() == "off" => None,
+            Some(v) => {
+                let s = v.get_ref();
+                let sa: SocketAddrV6 = s.parse().map_err(|_| {
+                    self.at(v, "agent.listen6", format!("invalid IPv6 socket address {s:?} (expected e.g. [::1]:15001, or \"off\")"))
+                })?;
+                // Same reason as listen: it is a redirect target.
+                if sa.ip().is_unspecified() {
+                    return Err(self.at(v, "agent.listen6", format!("{s:?}: the listen address must not be unspecified ([::]); connections are redirected to this exact address")));
+                }
+                if sa.port() == 0 {
+                    return Err(self.at(v, "agent.listen6", format!("{s:?}: port must not be 0")));
+                }
+                Some(sa)
+            }
+        };
+
+        let cgroup = match &r.cgroup {
+            Some(v) => self.abs_path(v, "agent.cgroup")?,
+            None => std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|m| cgroup2_mount(&m))
+                .unwrap_or_else(|| PathBuf::from(FALLBACK_CGROUP)),
+        };
+        let state_dir = match &r.state_dir {
+            Some(v) => self.abs_path(v, "agent.state_dir")?,
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+        };
+        let bpffs = match &r.bpffs {
+            Some(v) => self.abs_path(v, "agent.bpffs")?,
+            None => PathBuf::from(DEFAULT_BPFFS),
+        };
+
+        let fail_mode = match r.fail_mode.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "closed")) => FailMode::Closed,
+            Some((_, "open")) => FailMode::Open,
+            Some((v, s)) => {
+                return Err(self.at(
+                    v,
+                    "agent.fail_mode",
+                    format!("invalid fail_mode {s:?} (expected \"closed\" or \"open\")"),
+                ));
+            }
+        };
+
+        let mark = match &r.mark {
+            None => DEFAULT_MARK,
+            Some(v) => u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|&m| m != 0)
+                .ok_or_else(|| {
+                    self.at(
+                        v,
+                        "agent.mark",
+                        format!(
+                            "mark {} out of range (expected 1-{})",
+                            v.get_ref(),
+                            u32::MAX
+                        ),
+                    )
+                })?,
+        };
+
+        let resolve_interval = self.duration(
+            &r.resolve_interval,
+            "agent.resolve_interval",
+            DEFAULT_RESOLVE_INTERVAL,
+            false,
+        )?;
+        let drain_timeout = self.duration(
+            &r.drain_timeout,
+            "agent.drain_timeout",
+            DEFAULT_DRAIN_TIMEOUT,
+            true,
+        )?;
+        let connect_timeout = self.duration(
+            &r.connect_timeout,
+            "agent.connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+            false,
+        )?;
+
+        Ok(AgentConfig {
+            instance,
+            listen,
+            listen6,
+            cgroup,
+            state_dir,
+            bpffs,
+            fail_mode,
+            mark,
+            resolve_interval,
+            drain_timeout,
+            connect_timeout,
+            all_netns: r.all_netns.unwrap_or(false),
+        })
+    }
+
+    fn abs_path(&self, v: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        let p = PathBuf::from(v.get_ref());
+        if !p.is_absolute() {
+            return Err(self.at(v, key, format!("{:?} is not an absolute path", v.get_ref())));
+        }
+        Ok(p)
+    }
+
+    fn duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        zero_ok: bool,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        let s = v.get_ref();
+        let d = humantime::parse_duration(s).map_err(|e| {
+            self.at(
+                v,
+                key,
+                format!(
+                    "invalid duration {s:?}: {e} (expected e.g. \"30s\", \"1m 30s\", \"500ms\")"
+                ),
+            )
+        })?;
+        if d.is_zero() && !zero_ok {
+            return Err(self.at(v, key, format!("duration {s:?} must be greater than 0")));
+        }
+        if d > MAX_DURATION {
+            return Err(self.at(v, key, format!("duration {s:?} is too long (at most 365d)")));
+        }
+        Ok(d)
+    }
+
+    fn endpoints(&self, raw: &[Spanned<RawEndpoint>]) -> Result<Vec<Endpoint>, ConfigError> {
+        // First place each name / normalised match was seen, for duplicate errors.
+        let mut names: HashMap<&str, (usize, usize)> = HashMap::new();
+        let mut seen: HashMap<MatchSpec, (String, usize)> = HashMap::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, ep) in raw.iter().enumerate() {
+            let r = ep.get_ref();
+            let Some(name_v) = &r.name else {
+                return Err(self.at(ep, format!("endpoint[{i}]"), "missing key \"name\""));
+            };
+            let name = name_v.get_ref();
+            let ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(self.at(
+                    name_v,
+                    format!("endpoint[{i}].name"),
+                    format!("invalid endpoint name {name:?} (expected 1-64 characters of A-Z, a-z, 0-9, ., _ and -)"),
+                ));
+            }
+            if let Some(&(j, line)) = names.get(name.as_str()) {
+                return Err(self.at(
+                    name_v,
+                    format!("endpoint[{i}].name"),
+                    format!("duplicate endpoint name {name:?} (first used at endpoint[{j}].name, line {line})"),
+                ));
+            }
+            names.insert(name, (i, line_col(self.text, name_v.span().start).0));
+
+            let Some(list) = &r.matches else {
+                return Err(self.at(
+                    ep,
+                    format!("endpoint[{i}]"),
+                    "missing key \"match\" (every endpoint needs a non-empty match list)",
+                ));
+            };
+            if list.get_ref().is_empty() {
+                return Err(self.at(
+                    list,
+                    format!("endpoint[{i}].match"),
+                    "empty match list (every endpoint needs at least one match)",
+                ));
+            }
+            let mut matches = Vec::with_capacity(list.get_ref().len());
+            for (j, m) in list.get_ref().iter().enumerate() {
+                let key = format!("endpoint[{i}].match[{j}]");
+                let spec = parse_match(m.get_ref()).map_err(|msg| self.at(m, key.clone(), msg))?;
+                let line = line_col(self.text, m.span().start).0;
+                if let Some((first, first_line)) = seen.get(&spec) {
+                    let same = if m.get_ref() == &spec.to_string() {
+                        String::new()
+                    } else {
+                        format!(" (as {spec})")
+                    };
+                    return Err(self.at(
+                        m,
+                        key,
+                        format!("duplicate match {:?}{same}: already listed at {first}, line {first_line}", m.get_ref()),
+                    ));
+                }
+                seen.insert(spec.clone(), (format!("{key} (endpoint {name:?})"), line));
+                matches.push(spec);
+            }
+            out.push(Endpoint {
+                name: name.clone(),
+                matches,
+            });
+        }
+        Ok(out)
+    }
+}
+
+// ---- match entries ---------------------------------------------------------
+
+/// Parses `ip:port`, `cidr:port` or `host:port` (IPv6 in brackets).
+fn parse_match(s: &str) -> Result<MatchSpec, String> {
+    const FORMS: &str = "expected ip:port, cidr:port or host:port, IPv6 in brackets";
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (inner, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in {s:?} ({FORMS})"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("missing port in {s:?} ({FORMS})"))?;
+        (inner, port)
+    } else {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("missing port in {s:?} ({FORMS})"))?;
+        if host.contains(':') {
+            return Err(format!(
+                "IPv6 address in {s:?} must be in brackets, e.g. [fd00::1]:443"
+            ));
+        }
+        (host, port)
+    };
+    let bracketed = s.starts_with('[');
+    let port = parse_port(port, s)?;
+
+    if let Some((addr, _)) = host.split_once('/') {
+        let net: IpNet = if bracketed {
+            host.parse::<Ipv6Net>()
+                .map(IpNet::V6)
+                .map_err(|_| format!("invalid IPv6 CIDR {host:?} in {s:?}"))?
+        } else {
+            if addr.parse::<Ipv6Addr>().is_ok() {
+                return Err(format!(
+                    "IPv6 CIDR in {s:?} must be in brackets, e.g. [fd00::/64]:443"
+                ));
+            }
+            host.parse::<Ipv4Net>()
+                .map(IpNet::V4)
+                .map_err(|_| format!("invalid IPv4 CIDR {host:?} in {s:?}"))?
+        };
+        if net.trunc() != net {
+            return Err(format!(
+                "CIDR {host} in {s:?} has host bits set; use the network address {}",
+                net.trunc()
+            ));
+        }
+        // A full-length prefix is a single address: normalise so duplicates are caught.
+        if net.prefix_len() == net.max_prefix_len() {
+            return Ok(MatchSpec::Addr(SocketAddr::new(net.addr(), port)));
+        }
+        return Ok(MatchSpec::Cidr { net, port });
+    }
+    if bracketed {
+        let ip: Ipv6Addr = host
+            .parse()
+            .map_err(|_| format!("invalid IPv6 address {host:?} in {s:?}"))?;
+        return Ok(MatchSpec::Addr(SocketAddr::new(IpAddr::V6(ip), port)));
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(MatchSpec::Addr(SocketAddr::new(IpAddr::V4(ip), port)));
+    }
+    let host = normalise_hostname(host)
+        .map_err(|why| format!("invalid hostname {host:?} in {s:?}: {why}"))?;
+    Ok(MatchSpec::Host { host, port })
+}
+
+fn parse_port(p: &str, whole: &str) -> Result<u16, String> {
+    // Digits only: u16::from_str would also take "+443".
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "invalid port {p:?} in {whole:?} (expected 1-65535)"
+        ));
+    }
+    match p.parse::<u16>() {
+        Ok(n) if n != 0 => Ok(n),
+        _ => Err(format!("invalid port {p} in {whole:?} (expected 1-65535)")),
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and '-',
+/// not starting or ending with '-', at most 253 characters. One trailing dot
+/// (fully qualified form) is dropped. Lower-cased.
+fn normalise_hostname(h: &str) -> Result<String, String> {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if h.is_empty() {
+        return Err("empty name".into());
+    }
+    if h.len() > 253 {
+        return Err("longer than 253 characters".into());
+    }
+    let labels: Vec<&str> = h.split('.').collect();
+    for l in &labels {
+        if l.is_empty() {
+            return Err("empty label".into());
+        }
+        if l.len() > 63 {
+            return Err(format!("label {l:?} is longer than 63 characters"));
+        }
+        if !l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!(
+                "label {l:?} may contain only letters, digits and '-'"
+            ));
+        }
+        if l.starts_with('-') || l.ends_with('-') {
+            return Err(format!("label {l:?} must not start or end with '-'"));
+        }
+    }
+    // An all-numeric last label means a mistyped IPv4 address (e.g. 10.0.0.256).
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(
+            "not a valid IPv4 address, and a host name cannot end in a numeric label".into(),
+        );
+    }
+    Ok(h.to_ascii_lowercase())
+}
+
+// ---- spans and keys --------------------------------------------------------
+
+/// 1-based (line, column) of a byte offset; column counted in characters.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k),
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The key path of the key or value at byte `offset`, from a span-keeping
+/// parse (recoverable, so it also works for e.g. duplicate-key errors).
+fn key_path_at(text: &str, offset: usize) -> Vec<Seg> {
+    let (root, _) = DeTable::parse_recoverable(text);
+    let mut path = Vec::new();
+    find_in_table(root.get_ref(), offset, &mut path);
+    path
+}
+
+fn contains(span: &Range<usize>, offset: usize) -> bool {
+    span.start <= offset && offset < span.end
+}
+
+// Containers' spans are not reliable (an [[array]] table spans only its
+// header), so search every child and trust leaf spans.
+fn find_in_table(t: &DeTable<'_>, offset: usize, path: &mut Vec<Seg>) -> bool {
+    for (k, v) in t.iter() {
+        path.push(Seg::Key(k.get_ref().to_string()));
+        if contains(&k.span(), offset) || find_in_value(v, offset, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn find_in_value(v: &Spanned<DeValue<'_>>, offset: usize, path: &mut Vec<Seg>) -> bool {
+    let found = match v.get_ref() {
+        DeValue::Table(t) => find_in_table(t, offset, path),
+        DeValue::Array(a) => a.iter().enumerate().any(|(i, e)| {
+            path.push(Seg::Index(i));
+            let hit = find_in_value(e, offset, path);
+            if !hit {
+                path.pop();
+            }
+            hit
+        }),
+        _ => false,
+    };
+    found || contains(&v.span(), offset)
+}
+
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" (or
+/// "expected `a` or `b`", "there are no fields") into the field and the list.
+fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((field.to_string(), expected))
+}
+
+// ---- host facts ------------------------------------------------------------
+
+/// The first cgroup2 mount point in a /proc/<pid>/mountinfo text.
+fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        if post.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        pre.split(' ').nth(4).map(unescape_mountinfo)
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo octal.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.len() >= i + 4
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
+        if b[i] == b'\\' && octal {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"# full example
+[agent]
+instance = "prod-1"
+listen = "127.0.0.2:16001"
+listen6 = "[::1]:16002"
+cgroup = "/sys/fs/cgroup/unified"
+state_dir = "/var/lib/warden-test"
+bpffs = "/sys/fs/bpf"
+fail_mode = "open"
+mark = 0x4d58
+resolve_interval = "1m 30s"
+drain_timeout = "0s"
+connect_timeout = "500ms"
+all_netns = true
+
+[[endpoint]]
+name = "ehr"
+match = ["MCP.EHR.example:443", "10.20.0.0/16:8443", "10.1.2.3:80", "[fd00::1]:443", "[fd00::/64]:443"]
+
+[[endpoint]]
+name = "billing.v2_x"
+match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/mcp-warden/warden.toml"))
+    }
+
+    fn err(text: &str) -> ConfigError {
+        match parse(text) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => {
+                // Every error is one readable line.
+                assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+                e
+            }
+        }
+    }
+
+    /// Asserts line and key; returns the message for further checks.
+    fn err_at(text: &str, line: usize, key: Option<&str>) -> String {
+        let e = err(text);
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(line), key),
+            "wrong place: {e}"
+        );
+        e.message
+    }
+
+    fn one_match(m: &str) -> String {
+        format!("[[endpoint]]\nname = \"a\"\nmatch = [{m:?}]\n")
+    }
+
+    fn ep(name: &str, matches: &[MatchSpec]) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            matches: matches.to_vec(),
+        }
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(FULL).unwrap();
+        assert_eq!(c.path, Path::new("/etc/mcp-warden/warden.toml"));
+        let a = &c.agent;
+        assert_eq!(a.instance, "prod-1");
+        assert_eq!(a.listen, "127.0.0.2:16001".parse().unwrap());
+        assert_eq!(a.listen6, Some("[::1]:16002".parse().unwrap()));
+        assert_eq!(a.cgroup, Path::new("/sys/fs/cgroup/unified"));
+        assert_eq!(a.state_dir, Path::new("/var/lib/warden-test"));
+        assert_eq!(a.bpffs, Path::new("/sys/fs/bpf"));
+        assert_eq!(a.fail_mode, FailMode::Open);
+        assert_eq!(a.mark, 0x4d58);
+        assert_eq!(a.resolve_interval, Duration::from_secs(90));
+        assert_eq!(a.drain_timeout, Duration::ZERO);
+        assert_eq!(a.connect_timeout, Duration::from_millis(500));
+        assert!(a.all_netns);
+        let v4 = |s: &str| s.parse::<IpNet>().unwrap();
+        assert_eq!(
+            c.endpoints,
+            vec![
+                ep(
+                    "ehr",
+                    &[
+                        MatchSpec::Host {
+                            host: "mcp.ehr.example".into(),
+                            port: 443
+                        },
+                        MatchSpec::Cidr {
+                            net: v4("10.20.0.0/16"),
+                            port: 8443
+                        },
+                        MatchSpec::Addr("10.1.2.3:80".parse().unwrap()),
+                        MatchSpec::Addr("[fd00::1]:443".parse().unwrap()),
+                        MatchSpec::Cidr {
+                            net: v4("fd00::/64"),
+                            port: 443
+                        },
+                    ]
+                ),
+                ep(
+                    "billing.v2_x",
+                    &[
+                        // trailing dot dropped; /32 and /128 become plain addresses
+                        MatchSpec::Host {
+                            host: "billing.example".into(),
+                            port: 8080
+                        },
+                        MatchSpec::Addr("10.9.9.9:443".parse().unwrap()),
+                        MatchSpec::Addr("[fd00::2]:443".parse().unwrap()),
+                    ]
+                ),
+            ]
+        );
+        assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/mcp-warden/prod-1"));
+        assert_eq!(c.audit_dir(), Path::new("/var/lib/warden-test/audit"));
+    }
+
+    #[test]
+    fn defaults() {
+        for text in ["", "[agent]\n", "# nothing\n\n"] {
+            let c = parse(text).unwrap();
+            let a = &c.agent;
+            assert_eq!(a.instance, "default");
+            assert_eq!(a.listen, SocketAddrV4::new(Ipv4Addr::LOCALHOST, 15001));
+            assert_eq!(
+                a.listen6,
+                Some(SocketAddrV6::new(Ipv6Addr::LOCALHOST, 15001, 0, 0))
+            );
+            let expected_cgroup = std::fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|m| cgroup2_mount(&m))
+                .unwrap_or_else(|| PathBuf::from(FALLBACK_CGROUP));
+            assert_eq!(a.cgroup, expected_cgroup);
+            assert_eq!(a.state_dir, Path::new("/var/lib/mcp-warden"));
+            assert_eq!(a.bpffs, Path::new("/sys/fs/bpf"));
+            assert_eq!(a.fail_mode, FailMode::Closed);
+            assert_eq!(a.mark, 0x4d57);
+            assert_eq!(a.resolve_interval, Duration::from_secs(30));
+            assert_eq!(a.drain_timeout, Duration::from_secs(10));
+            assert_eq!(a.connect_timeout, Duration::from_secs(10));
+            assert!(!a.all_netns);
+            assert!(c.endpoints.is_empty());
+            assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/mcp-warden/default"));
+            assert_eq!(c.audit_dir(), Path::new("/var/lib/mcp-warden/audit"));
+        }
+    }
+
+    #[test]
+    fn listen6_defaults_to_listen_port_and_can_be_off() {
+        let c = parse("[agent]\nlisten = \"127.0.0.1:9999\"\n").unwrap();
+        assert_eq!(c.agent.listen6, Some("[::1]:9999".parse().unwrap()));
+        let c = parse("[agent]\nlisten6 = \"off\"\n").unwrap();
+        assert_eq!(c.agent.listen6, None);
+    }
+
+    #[test]
+    fn dotted_keys_and_inline_tables_are_plain_toml() {
+        let c = parse("agent.mark = 7\nendpoint = [{ name = \"x\", match = [\"h.example:1\"] }]\n")
+            .unwrap();
+        assert_eq!(c.agent.mark, 7);
+        assert_eq!(
+            c.endpoints,
+            vec![ep(
+                "x",
+                &[MatchSpec::Host {
+                    host: "h.example".into(),
+                    port: 1
+                }]
+            )]
+        );
+        // and errors inside them still get their key
+        let m = err_at(
+            "endpoint = [{ name = \"x\", match = [\"h.example:0\"] }]\n",
+            1,
+            Some("endpoint[0].match[0]"),
+        );
+        assert!(m.starts_with("invalid port 0"), "{m}");
+    }
+
+    #[test]
+    fn error_display_format() {
+        let text = "[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:1\"]\n\n[[endpoint]]\nname = \"b\"\nmatch = [\"10.0.0.1:99999\"]\n";
+        let e = err(text);
+        assert_eq!(
+            e.to_string(),
+            "/etc/mcp-warden/warden.toml:7:10: endpoint[1].match[0]: invalid port 99999 in \"10.0.0.1:99999\" (expected 1-65535)"
+        );
+        let e = ConfigError {
+            file: "/x.toml".into(),
+            line: None,
+            col: None,
+            key: None,
+            message: "boom".into(),
+        };
+        assert_eq!(e.to_string(), "/x.toml: boom");
+        let e = ConfigError {
+            file: "/x.toml".into(),
+            line: Some(3),
+            col: None,
+            key: Some("agent".into()),
+            message: "m".into(),
+        };
+        assert_eq!(e.to_string(), "/x.toml:3: agent: m");
+    }
+
+    #[test]
+    fn syntax_error() {
+        let e = err("[agent]\nlisten = \"127.0.0.1:1\"\nmark = \n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(
+            !e.message.contains('|') && !e.message.contains("TOML parse error"),
+            "{e}"
+        );
+        let e = err("[agent\n");
+        assert_eq!(
+            (e.line, e.col, e.key.as_deref()),
+            (Some(1), Some(7), None),
+            "{e}"
+        );
+        assert!(e.message.contains("unclosed table"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_toml_key() {
+        let m = err_at(
+            "[agent]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n",
+            3,
+            None,
+        );
+        assert_eq!(m, "duplicate key \"listen\"");
+        let m = err_at("[agent]\nmark = 1\n[agent]\n", 3, None);
+        assert_eq!(m, "duplicate key \"agent\"");
+        let m = err_at("[agent.x]\ny = 1\n[agent.x]\n", 3, Some("agent"));
+        assert_eq!(m, "duplicate key \"x\"");
+    }
+
+    #[test]
+    fn unknown_key_top_level() {
+        let e = err("[agent]\n\nfoo = 1\n");
+        // foo is in [agent] here; a truly top-level one:
+        assert_eq!(e.key.as_deref(), Some("agent"), "{e}");
+        let e = err("foo = 1\n[agent]\n");
+        assert_eq!(
+            (e.line, e.col, e.key.as_deref()),
+            (Some(1), Some(1), None),
+            "{e}"
+        );
+        assert_eq!(
+            e.message,
+            "unknown top-level key \"foo\" (expected one of: agent, endpoint)"
+        );
+        let m = err_at("[agnet]\n", 1, None);
+        assert!(m.starts_with("unknown top-level key \"agnet\""), "{m}");
+    }
+
+    #[test]
+    fn unknown_key_in_agent() {
+        let e = err("[agent]\ninstance = \"a\"\nlisen = \"127.0.0.1:1\"\n");
+        assert_eq!(
+            (e.line, e.col, e.key.as_deref()),
+            (Some(3), Some(1), Some("agent")),
+            "{e}"
+        );
+        assert_eq!(
+            e.message,
+            "unknown key \"lisen\" (expected one of: instance, listen, listen6, cgroup, state_dir, bpffs, fail_mode, \
+             mark, resolve_interval, drain_timeout, connect_timeout, all_netns)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_endpoint() {
+        let text = "[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:1\"]\n[[endpoint]]\nname = \"b\"\nmatchs = [\"x:1\"]\n";
+        let m = err_at(text, 6, Some("endpoint[1]"));
+        assert_eq!(m, "unknown key \"matchs\" (expected one of: name, match)");
+    }
+
+    #[test]
+    fn wrong_types() {
+        let m = err_at("[agent]\nlisten = 5\n", 2, Some("agent.listen"));
+        assert!(
+            m.contains("invalid type: integer `5`, expected a string"),
+            "{m}"
+        );
+        let e = err("[agent]\nlisten = 5\n");
+        assert_eq!(e.col, Some(10));
+        let m = err_at("[agent]\nall_netns = \"yes\"\n", 2, Some("agent.all_netns"));
+        assert!(m.contains("expected a boolean"), "{m}");
+        let m = err_at("agent = 5\n", 1, Some("agent"));
+        assert!(m.contains("expected a table"), "{m}");
+        let m = err_at("\n[endpoint]\nname = \"a\"\n", 2, Some("endpoint"));
+        assert!(m.contains("[[endpoint]]"), "{m}");
+        let m = err_at(
+            "[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:1\", 443]\n",
+            3,
+            Some("endpoint[0].match[1]"),
+        );
+        assert!(m.contains("invalid type: integer `443`"), "{m}");
+        let m = err_at(
+            "[[endpoint]]\nname = \"a\"\nmatch = \"h.example:1\"\n",
+            3,
+            Some("endpoint[0].match"),
+        );
+        assert!(m.contains("expected a sequence"), "{m}");
+    }
+
+    #[test]
+    fn bad_listen_addresses() {
+        for (v, needle) in [
+            (
+                "localhost:15001",
+                "invalid IPv4 socket address \"localhost:15001\"",
+            ),
+            ("127.0.0.1", "invalid IPv4 socket address"),
+            ("[::1]:15001", "IPv6 goes in agent.listen6"),
+            ("0.0.0.0:15001", "must not be unspecified"),
+            ("127.0.0.1:0", "port must not be 0"),
+            ("127.0.0.1:70000", "invalid IPv4 socket address"),
+        ] {
+            let m = err_at(
+                &format!("[agent]\n\nlisten = {v:?}\n"),
+                3,
+                Some("agent.listen"),
+            );
+            assert!(m.contains(needle), "{v}: {m}");
+        }
+        for (v, needle) in [
+            ("::1:15001", "invalid IPv6 socket address"),
+            ("127.0.0.1:15001", "invalid IPv6 socket address"),
+            ("[::]:15001", "must not be unspecified"),
+            ("[::1]:0", "port must not be 0"),
+            ("OFF", "invalid IPv6 socket address"),
+        ] {
+            let m = err_at(
+                &format!("[agent]\nlisten6 = {v:?}\n"),
+                2,
+                Some("agent.listen6"),
+            );
+            assert!(m.contains(needle), "{v}: {m}");
+        }
+    }
+
+    #[test]
+    fn bad_match_addresses() {
+        for (m, needle) in [
+            ("10.0.0.1", "missing port"),
+            ("[fd00::1]", "missing port"),
+            ("[fd00::1:443", "missing ']'"),
+            ("fd00::1:443", "must be in brackets"),
+            ("fd00::/64:443", "must be in brackets"),
+            ("[10.0.0.1]:443", "invalid IPv6 address \"10.0.0.1\""),
+            ("[10.0.0.0/8]:443", "invalid IPv6 CIDR"),
+            ("[fe80::1%eth0]:443", "invalid IPv6 address"),
+            ("10.0.0.0/33:443", "invalid IPv4 CIDR"),
+            ("10.0.0.256:443", "not a valid IPv4 address"),
+            ("1.2.3:443", "not a valid IPv4 address"),
+        ] {
+            let msg = err_at(&one_match(m), 3, Some("endpoint[0].match[0]"));
+            assert!(msg.contains(needle), "{m}: {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_ports() {
+        for (m, msg) in [
+            (
+                "10.0.0.1:99999",
+                "invalid port 99999 in \"10.0.0.1:99999\" (expected 1-65535)",
+            ),
+            (
+                "h.example:0",
+                "invalid port 0 in \"h.example:0\" (expected 1-65535)",
+            ),
+            (
+                "[fd00::1]:65536",
+                "invalid port 65536 in \"[fd00::1]:65536\" (expected 1-65535)",
+            ),
+            (
+                "10.0.0.0/8:https",
+                "invalid port \"https\" in \"10.0.0.0/8:https\" (expected 1-65535)",
+            ),
+            (
+                "h.example:+443",
+                "invalid port \"+443\" in \"h.example:+443\" (expected 1-65535)",
+            ),
+            (
+                "h.example:",
+                "invalid port \"\" in \"h.example:\" (expected 1-65535)",
+            ),
+        ] {
+            assert_eq!(err_at(&one_match(m), 3, Some("endpoint[0].match[0]")), msg);
+        }
+        // the highest port is fine
+        assert!(parse(&one_match("h.example:65535")).is_ok());
+    }
+
+    #[test]
+    fn cidr_with_host_bits() {
+        let m = err_at(
+            &one_match("10.20.1.0/16:443"),
+            3,
+            Some("endpoint[0].match[0]"),
+        );
+        assert_eq!(
+            m,
+            "CIDR 10.20.1.0/16 in \"10.20.1.0/16:443\" has host bits set; use the network address 10.20.0.0/16"
+        );
+        let m = err_at(
+            &one_match("[fd00::1/64]:443"),
+            3,
+            Some("endpoint[0].match[0]"),
+        );
+        assert!(m.ends_with("use the network address fd00::/64"), "{m}");
+    }
+
+    #[test]
+    fn bad_hostnames() {
+        let long_label = "a".repeat(64);
+        let long_name = format!("{}.example", ["abcdefghi"; 25].join("."));
+        for (h, needle) in [
+            (
+                "mcp_ehr.example",
+                "label \"mcp_ehr\" may contain only letters, digits and '-'",
+            ),
+            ("-bad.example", "must not start or end with '-'"),
+            ("bad-.example", "must not start or end with '-'"),
+            ("a..example", "empty label"),
+            (".example", "empty label"),
+            (long_label.as_str(), "longer than 63"),
+            (long_name.as_str(), "longer than 253"),
+            ("mcp.exämple", "may contain only"),
+            ("host name", "may contain only"),
+        ] {
+            let m = err_at(
+                &one_match(&format!("{h}:443")),
+                3,
+                Some("endpoint[0].match[0]"),
+            );
+            assert!(
+                m.starts_with("invalid hostname") && m.contains(needle),
+                "{h}: {m}"
+            );
+        }
+        // single-label and digit-leading labels are fine in RFC 1123
+        let c = parse(&one_match("Localhost:8080")).unwrap();
+        assert_eq!(
+            c.endpoints[0].matches,
+            vec![MatchSpec::Host {
+                host: "localhost".into(),
+                port: 8080
+            }]
+        );
+        assert!(parse(&one_match("3com.example:80")).is_ok());
+    }
+
+    #[test]
+    fn match_display_is_canonical() {
+        for (input, canon) in [
+            ("MCP.Example:443", "mcp.example:443"),
+            ("mcp.example.:443", "mcp.example:443"),
+            ("10.1.2.3:80", "10.1.2.3:80"),
+            ("10.1.2.3/32:80", "10.1.2.3:80"),
+            ("10.20.0.0/16:8443", "10.20.0.0/16:8443"),
+            ("[FD00:0:0:0::1]:443", "[fd00::1]:443"),
+            ("[fd00:0::/64]:443", "[fd00::/64]:443"),
+            ("[::ffff:10.0.0.1]:443", "[::ffff:10.0.0.1]:443"),
+        ] {
+            let spec: MatchSpec = input.parse().unwrap();
+            assert_eq!(spec.to_string(), canon);
+            // and the canonical form parses back to the same thing
+            assert_eq!(canon.parse::<MatchSpec>().unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn duplicate_names() {
+        let text = "[[endpoint]]\nname = \"ehr\"\nmatch = [\"a.example:1\"]\n\n[[endpoint]]\nname = \"ehr\"\nmatch = [\"b.example:1\"]\n";
+        let m = err_at(text, 6, Some("endpoint[1].name"));
+        assert_eq!(
+            m,
+            "duplicate endpoint name \"ehr\" (first used at endpoint[0].name, line 2)"
+        );
+        // names are case-sensitive
+        assert!(parse(&text.replacen("\"ehr\"", "\"EHR\"", 1)).is_ok());
+    }
+
+    #[test]
+    fn duplicate_match_across_endpoints() {
+        let text = "[[endpoint]]\nname = \"a\"\nmatch = [\"x.example:1\", \"10.1.2.3:80\"]\n\n[[endpoint]]\nname = \"b\"\nmatch = [\"y.example:1\",\n  \"10.1.2.3/32:80\"]\n";
+        let e = err(text);
+        assert_eq!(
+            (e.line, e.col, e.key.as_deref()),
+            (Some(8), Some(3), Some("endpoint[1].match[1]")),
+            "{e}"
+        );
+        assert_eq!(
+            e.message,
+            "duplicate match \"10.1.2.3/32:80\" (as 10.1.2.3:80): already listed at endpoint[0].match[1] (endpoint \"a\"), line 3"
+        );
+    }
+
+    #[test]
+    fn duplicate_match_within_endpoint() {
+        let text = "[[endpoint]]\nname = \"a\"\nmatch = [\n  \"[fd00::1]:443\",\n  \"MCP.example:443\",\n  \"mcp.example:443\",\n]\n";
+        let m = err_at(text, 6, Some("endpoint[0].match[2]"));
+        assert_eq!(
+            m,
+            "duplicate match \"mcp.example:443\": already listed at endpoint[0].match[1] (endpoint \"a\"), line 5"
+        );
+        let text = "[[endpoint]]\nname = \"a\"\nmatch = [\"[fd00::1]:443\", \"[FD00:0::1]:443\"]\n";
+        let m = err_at(text, 3, Some("endpoint[0].match[1]"));
+        assert!(m.contains("(as [fd00::1]:443)"), "{m}");
+        // same address, different port: not a duplicate
+        assert!(
+            parse("[[endpoint]]\nname = \"a\"\nmatch = [\"10.0.0.1:1\", \"10.0.0.1:2\"]\n").is_ok()
+        );
+    }
+
+    #[test]
+    fn empty_or_missing_match_and_name() {
+        let m = err_at(
+            "[[endpoint]]\nname = \"a\"\nmatch = []\n",
+            3,
+            Some("endpoint[0].match"),
+        );
+        assert!(m.starts_with("empty match list"), "{m}");
+        let m = err_at(
+            "[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:1\"]\n\n[[endpoint]]\nname = \"b\"\n",
+            5,
+            Some("endpoint[1]"),
+        );
+        assert!(m.starts_with("missing key \"match\""), "{m}");
+        let m = err_at(
+            "[[endpoint]]\nmatch = [\"h.example:1\"]\n",
+            1,
+            Some("endpoint[0]"),
+        );
+        assert_eq!(m, "missing key \"name\"");
+    }
+
+    #[test]
+    fn bad_endpoint_names() {
+        for name in ["", "a b", "ehr/1", "é", &"n".repeat(65)] {
+            let text = format!("[[endpoint]]\nname = {name:?}\nmatch = [\"h.example:1\"]\n");
+            let m = err_at(&text, 2, Some("endpoint[0].name"));
+            assert!(m.starts_with("invalid endpoint name"), "{name}: {m}");
+        }
+        assert!(
+            parse(&format!(
+                "[[endpoint]]\nname = {:?}\nmatch = [\"h.example:1\"]\n",
+                "N".repeat(64)
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn mark_range() {
+        for v in ["0", "-1", "4294967296", "99999999999999999999"] {
+            let m = err_at(&format!("[agent]\nmark = {v}\n"), 2, Some("agent.mark"));
+            assert_eq!(m, format!("mark {v} out of range (expected 1-4294967295)"));
+        }
+        assert_eq!(
+            parse("[agent]\nmark = 4294967295\n").unwrap().agent.mark,
+            u32::MAX
+        );
+        assert_eq!(parse("[agent]\nmark = 1\n").unwrap().agent.mark, 1);
+        let m = err_at("[agent]\nmark = \"1\"\n", 2, Some("agent.mark"));
+        assert_eq!(m, "invalid type: string \"1\", expected an integer");
+        let m = err_at("[agent]\nmark = 1.5\n", 2, Some("agent.mark"));
+        assert_eq!(m, "invalid type: floating point `1.5`, expected an integer");
+    }
+
+    #[test]
+    fn durations() {
+        let m = err_at(
+            "[agent]\nresolve_interval = \"30x\"\n",
+            2,
+            Some("agent.resolve_interval"),
+        );
+        assert!(m.starts_with("invalid duration \"30x\""), "{m}");
+        let m = err_at(
+            "[agent]\nresolve_interval = \"0s\"\n",
+            2,
+            Some("agent.resolve_interval"),
+        );
+        assert_eq!(m, "duration \"0s\" must be greater than 0");
+        let m = err_at(
+            "[agent]\nconnect_timeout = \"0ms\"\n",
+            2,
+            Some("agent.connect_timeout"),
+        );
+        assert!(m.contains("greater than 0"), "{m}");
+        let m = err_at(
+            "[agent]\ndrain_timeout = 10\n",
+            2,
+            Some("agent.drain_timeout"),
+        );
+        assert!(m.contains("invalid type"), "{m}");
+        let m = err_at(
+            "[agent]\ndrain_timeout = \"400d\"\n",
+            2,
+            Some("agent.drain_timeout"),
+        );
+        assert!(m.contains("too long"), "{m}");
+        assert_eq!(
+            parse("[agent]\ndrain_timeout = \"0s\"\n")
+                .unwrap()
+                .agent
+                .drain_timeout,
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn bad_instance_names() {
+        for v in ["", "Prod", "a.b", "a b", &"x".repeat(33)] {
+            let m = err_at(
+                &format!("[agent]\ninstance = {v:?}\n"),
+                2,
+                Some("agent.instance"),
+            );
+            assert!(m.starts_with("invalid instance name"), "{v}: {m}");
+        }
+        assert_eq!(
+            parse(&format!("[agent]\ninstance = {:?}\n", "a_-9".repeat(8)))
+                .unwrap()
+                .agent
+                .instance
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn bad_fail_mode_and_paths() {
+        let m = err_at(
+            "[agent]\nfail_mode = \"Closed\"\n",
+            2,
+            Some("agent.fail_mode"),
+        );
+        assert_eq!(
+            m,
+            "invalid fail_mode \"Closed\" (expected \"closed\" or \"open\")"
+        );
+        for key in ["state_dir", "bpffs", "cgroup"] {
+            let m = err_at(
+                &format!("[agent]\n{key} = \"var/lib\"\n"),
+                2,
+                Some(&format!("agent.{key}")),
+            );
+            assert_eq!(m, "\"var/lib\" is not an absolute path");
+        }
+    }
+
+    #[test]
+    fn serialize_round_trips() {
+        for text in [FULL, "", "[agent]\nlisten6 = \"off\"\n"] {
+            let c = parse(text).unwrap();
+            let out = toml::to_string(&c).unwrap();
+            let back = parse(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
+            assert_eq!(back, c, "{out}");
+        }
+        let out = toml::to_string(&parse(FULL).unwrap()).unwrap();
+        assert!(
+            out.contains("fail_mode = \"open\"") && out.contains("resolve_interval = \"1m 30s\""),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn load_reads_file_and_reports_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, FULL).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.path, path);
+        assert_eq!(c.endpoints.len(), 2);
+
+        let missing = dir.path().join("nope.toml");
+        let e = Config::load(&missing).unwrap_err();
+        assert_eq!(
+            (e.file.as_path(), e.line, e.key.as_deref()),
+            (missing.as_path(), None, None)
+        );
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: cannot read:", missing.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        let mi = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/uni\\040fied rw,relatime shared:9 - cgroup2 cgroup2 rw
+42 31 0:39 / /other rw - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            cgroup2_mount(mi),
+            Some(PathBuf::from("/sys/fs/cgroup/uni fied"))
+        );
+        assert_eq!(
+            cgroup2_mount("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
+            None
+        );
+        assert_eq!(
+            unescape_mountinfo("a\\134b\\011c\\9"),
+            PathBuf::from("a\\b\tc\\9")
+        );
+    }
+
+    fn config_with(dir: &Path, cgroup: &Path, bpffs: &Path) -> Config {
+        let path = dir.join("warden.toml");
+        let text = format!(
+            "[agent]\ninstance = \"t\"\ncgroup = {:?}\nbpffs = {:?}\n",
+            cgroup.display().to_string(),
+            bpffs.display().to_string()
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    #[test]
+    fn check_host_rejects_non_cgroup2() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = config_with(dir.path(), dir.path(), dir.path());
+        let e = c.check_host().unwrap_err();
+        assert_eq!(
+            (e.line, e.col, e.key.as_deref()),
+            (Some(3), Some(10), Some("agent.cgroup")),
+            "{e}"
+        );
+        assert!(
+            e.message.starts_with(&format!(
+                "{} is not a cgroup v2 directory",
+                dir.path().display()
+            )),
+            "{e}"
+        );
+
+        let nope = dir.path().join("nope");
+        let c = config_with(dir.path(), &nope, dir.path());
+        let e = c.check_host().unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("agent.cgroup")),
+            "{e}"
+        );
+        assert_eq!(e.message, format!("{} does not exist", nope.display()));
+
+        // a file is not a cgroup directory either
+        let file = dir.path().join("warden.toml");
+        let c = config_with(dir.path(), &file, dir.path());
+        assert!(
+            c.check_host()
+                .unwrap_err()
+                .message
+                .contains("is not a cgroup v2 directory")
+        );
+
+        // no file behind the config (parse with a made-up path): no line, still the key
+        let c = Config::parse(
+            &format!("[agent]\ncgroup = {:?}\n", nope.display().to_string()),
+            &dir.path().join("absent.toml"),
+        )
+        .unwrap();
+        let e = c.check_host().unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (None, Some("agent.cgroup")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn check_host_accepts_cgroup2() {
+        let unified = Path::new("/sys/fs/cgroup/unified");
+        if !unified.exists() {
+            eprintln!("skipping: {} does not exist here", unified.display());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        config_with(dir.path(), unified, dir.path())
+            .check_host()
+            .unwrap();
+
+        // bpffs must exist
+        let nope = dir.path().join("no-bpffs");
+        let e = config_with(dir.path(), unified, &nope)
+            .check_host()
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("agent.bpffs")),
+            "{e}"
+        );
+        assert_eq!(e.message, format!("{} does not exist", nope.display()));
+    }
 }

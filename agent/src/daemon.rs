@@ -31,13 +31,16 @@ pub const READY_FILE: &str = "ready";
 
 pub fn run(config: Config) -> Result<()> {
     config.check_host()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config))
 }
 
 async fn serve(mut config: Config) -> Result<()> {
     let state_dir = config.agent.state_dir.clone();
-    fs::create_dir_all(&state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    fs::create_dir_all(&state_dir)
+        .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
     fs::set_permissions(&state_dir, fs::Permissions::from_mode(0o700))?;
     let ready_path = state_dir.join(READY_FILE);
     let _ = fs::remove_file(&ready_path);
@@ -69,14 +72,21 @@ async fn serve(mut config: Config) -> Result<()> {
     );
 
     let (names_tx, names_rx) = watch::channel(Arc::new(endpoint_names(&config)));
-    let upstream = Upstream { mark: config.agent.mark, connect_timeout: config.agent.connect_timeout };
+    let upstream = Upstream {
+        mark: config.agent.mark,
+        connect_timeout: config.agent.connect_timeout,
+    };
     let identifier = Identifier::new(cgroup2_mount().context("finding the cgroup2 mount")?);
-    let interceptor = Arc::new(Interceptor::new(flows, identifier, names_rx, audit, upstream));
+    let interceptor = Arc::new(Interceptor::new(
+        flows, identifier, names_rx, audit, upstream,
+    ));
     let stop = CancellationToken::new();
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         info!(addr = ?listener.local_addr()?, "listening");
-        accept_tasks.push(tokio::spawn(interceptor.clone().serve(listener, stop.clone())));
+        accept_tasks.push(tokio::spawn(
+            interceptor.clone().serve(listener, stop.clone()),
+        ));
     }
 
     fs::write(&ready_path, format!("{}\n", std::process::id()))?;
@@ -111,8 +121,14 @@ async fn serve(mut config: Config) -> Result<()> {
         let _ = t.await;
     }
     interceptor.tracker.close();
-    if tokio::time::timeout(config.agent.drain_timeout, interceptor.tracker.wait()).await.is_err() {
-        warn!(open = interceptor.tracker.len(), "drain timeout: ending the remaining connections");
+    if tokio::time::timeout(config.agent.drain_timeout, interceptor.tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = interceptor.tracker.len(),
+            "drain timeout: ending the remaining connections"
+        );
         interceptor.abort.cancel();
         interceptor.tracker.wait().await;
     }
@@ -120,7 +136,9 @@ async fn serve(mut config: Config) -> Result<()> {
     audit_writer.finish();
     let _ = fs::remove_file(&ready_path);
     match config.agent.fail_mode {
-        FailMode::Closed => info!("stopped; redirects stay pinned, matching connections are refused until restart"),
+        FailMode::Closed => {
+            info!("stopped; redirects stay pinned, matching connections are refused until restart")
+        }
         FailMode::Open => info!("stopped; programs detached, traffic goes direct"),
     }
     drop(kernel);
@@ -131,8 +149,10 @@ async fn serve(mut config: Config) -> Result<()> {
 fn reload(current: &Config) -> Option<Config> {
     match Config::load(&current.path) {
         Ok(new) => {
-            if format!("{:?}", new.agent) != format!("{:?}", current.agent) {
-                warn!("[agent] settings changed; they take effect at restart (only endpoints reload)");
+            if new.agent != current.agent {
+                warn!(
+                    "[agent] settings changed; they take effect at restart (only endpoints reload)"
+                );
             }
             let mut merged = current.clone();
             merged.endpoints = new.endpoints;
@@ -157,7 +177,11 @@ async fn apply_endpoints(
     // Names first: a connection redirected under a new endpoint must find its name.
     names.send_replace(Arc::new(endpoint_names(config)));
     match kernel.sync_endpoints(&table) {
-        Ok(st) if st.added + st.removed > 0 => info!(added = st.added, removed = st.removed, "endpoint maps updated"),
+        Ok(st) if st.added + st.removed > 0 => info!(
+            added = st.added,
+            removed = st.removed,
+            "endpoint maps updated"
+        ),
         Ok(_) => {}
         Err(e) => error!("updating endpoint maps: {e:#}"),
     }
@@ -190,7 +214,9 @@ fn kernel_config(config: &Config) -> Result<abi::Config> {
 
 /// Tells systemd (Type=notify) about state changes; a no-op elsewhere.
 fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let path = PathBuf::from(path);
     let send = || -> std::io::Result<()> {
         let sock = std::os::unix::net::UnixDatagram::unbound()?;
@@ -210,6 +236,10 @@ fn sd_notify(state: &str) {
 
 /// Pid of a running agent that announced readiness in `state_dir`, if any.
 pub fn running_pid(state_dir: &Path) -> Option<u32> {
-    let pid: u32 = fs::read_to_string(state_dir.join(READY_FILE)).ok()?.trim().parse().ok()?;
+    let pid: u32 = fs::read_to_string(state_dir.join(READY_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
 }

@@ -58,7 +58,9 @@ pub struct PinDir {
 
 impl PinDir {
     pub fn new(config: &Config) -> Self {
-        Self { root: config.pin_dir() }
+        Self {
+            root: config.pin_dir(),
+        }
     }
     fn maps(&self) -> PathBuf {
         self.root.join("maps")
@@ -121,57 +123,92 @@ impl Kernel {
         let map_paths: Vec<(&str, PathBuf)>;
         if let Some(pins) = &pins {
             ensure_bpffs(&config.agent.bpffs)?;
-            fs::create_dir_all(pins.maps()).with_context(|| format!("creating {}", pins.maps().display()))?;
-            fs::create_dir_all(pins.links()).with_context(|| format!("creating {}", pins.links().display()))?;
+            fs::create_dir_all(pins.maps())
+                .with_context(|| format!("creating {}", pins.maps().display()))?;
+            fs::create_dir_all(pins.links())
+                .with_context(|| format!("creating {}", pins.links().display()))?;
             map_paths = maps::ALL.iter().map(|m| (*m, pins.map(m))).collect();
             for (name, path) in &map_paths {
                 loader.map_pin_path(name, path.as_path());
             }
         }
-        let mut ebpf = loader
-            .load(mcp_warden_ebpf::object())
-            .context("loading the eBPF object (is this kernel built with BPF, BTF and cgroup BPF?)")?;
-        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing from the object"));
+        let mut ebpf = loader.load(mcp_warden_ebpf::object()).context(
+            "loading the eBPF object (is this kernel built with BPF, BTF and cgroup BPF?)",
+        )?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| anyhow!("map {name} missing from the object"))
+        };
         let config_map = Array::try_from(take(maps::CONFIG)?)?;
         let ep_exact = HashMap::try_from(take(maps::EP_EXACT)?)?;
         let ep_cidr = LpmTrie::try_from(take(maps::EP_CIDR)?)?;
         let stats = PerCpuArray::try_from(take(maps::STATS)?)?;
-        Ok(Self { _ebpf: ebpf, config_map, ep_exact, ep_cidr, stats, owned_links: Vec::new(), pins })
+        Ok(Self {
+            _ebpf: ebpf,
+            config_map,
+            ep_exact,
+            ep_cidr,
+            stats,
+            owned_links: Vec::new(),
+            pins,
+        })
     }
 
     /// The flow table; taken once, by the accept path.
     pub fn take_flow_table(&mut self) -> Result<FlowTable> {
-        let map = self._ebpf.take_map(maps::FLOWS).ok_or_else(|| anyhow!("flow map already taken"))?;
-        Ok(FlowTable { map: Mutex::new(HashMap::try_from(map)?) })
+        let map = self
+            ._ebpf
+            .take_map(maps::FLOWS)
+            .ok_or_else(|| anyhow!("flow map already taken"))?;
+        Ok(FlowTable {
+            map: Mutex::new(HashMap::try_from(map)?),
+        })
     }
 
     /// Tells the programs where the listener is and which sockets are ours.
     pub fn write_config(&mut self, value: abi::Config) -> Result<()> {
-        self.config_map.set(0, value, 0).context("writing the config map")
+        self.config_map
+            .set(0, value, 0)
+            .context("writing the config map")
     }
 
     /// Makes the endpoint maps equal to `table`: inserts what is new or changed,
     /// deletes what is no longer wanted (including leftovers of an earlier run).
     pub fn sync_endpoints(&mut self, table: &EndpointTable) -> Result<SyncStats> {
         let mut st = SyncStats::default();
-        let stale: Vec<EndpointKey> =
-            self.ep_exact.keys().filter_map(|k| k.ok()).filter(|k| !table.exact.contains_key(k)).collect();
+        let stale: Vec<EndpointKey> = self
+            .ep_exact
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !table.exact.contains_key(k))
+            .collect();
         for k in stale {
             self.ep_exact.remove(&k).context("deleting an endpoint")?;
             st.removed += 1;
         }
         for (k, v) in &table.exact {
             if self.ep_exact.get(k, 0).ok().as_ref() != Some(v) {
-                self.ep_exact.insert(k, v, 0).context("inserting an endpoint (more than the map holds?)")?;
+                self.ep_exact
+                    .insert(k, v, 0)
+                    .context("inserting an endpoint (more than the map holds?)")?;
                 st.added += 1;
             }
         }
-        let wanted: StdHashMap<(u32, CidrData), EndpointVal> =
-            table.cidr.iter().map(|(k, v)| ((k.prefixlen, k.data), *v)).collect();
-        let present: Vec<(u32, CidrData)> =
-            self.ep_cidr.keys().filter_map(|k| k.ok()).map(|k| (k.prefix_len(), k.data())).collect();
+        let wanted: StdHashMap<(u32, CidrData), EndpointVal> = table
+            .cidr
+            .iter()
+            .map(|(k, v)| ((k.prefixlen, k.data), *v))
+            .collect();
+        let present: Vec<(u32, CidrData)> = self
+            .ep_cidr
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| (k.prefix_len(), k.data()))
+            .collect();
         for k in present.iter().filter(|k| !wanted.contains_key(k)) {
-            self.ep_cidr.remove(&LpmKey::new(k.0, k.1)).context("deleting a CIDR endpoint")?;
+            self.ep_cidr
+                .remove(&LpmKey::new(k.0, k.1))
+                .context("deleting a CIDR endpoint")?;
             st.removed += 1;
         }
         for (k, v) in &wanted {
@@ -179,7 +216,9 @@ impl Kernel {
             // A trie lookup answers with the longest match, which is this very
             // prefix only when it is present: check presence first.
             if !present.contains(k) || self.ep_cidr.get(&key, 0).ok().as_ref() != Some(v) {
-                self.ep_cidr.insert(&key, v, 0).context("inserting a CIDR endpoint")?;
+                self.ep_cidr
+                    .insert(&key, v, 0)
+                    .context("inserting a CIDR endpoint")?;
                 st.added += 1;
             }
         }
@@ -189,7 +228,8 @@ impl Kernel {
     /// Attaches every program to `cgroup`. With pins, each new link is pinned
     /// before the previous run's link for the same program is released.
     pub fn attach(&mut self, cgroup: &Path) -> Result<()> {
-        let cg = File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+        let cg =
+            File::open(cgroup).with_context(|| format!("opening cgroup {}", cgroup.display()))?;
         for name in PROGRAMS {
             let link = attach_program(&mut self._ebpf, name, &cg)
                 .with_context(|| format!("attaching {name} to {}", cgroup.display()))?;
@@ -218,12 +258,19 @@ fn read_stats(map: &PerCpuArray<MapData, u64>) -> Vec<(&'static str, u64)> {
     abi::stat::NAMES
         .iter()
         .enumerate()
-        .map(|(i, name)| (*name, map.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0)))
+        .map(|(i, name)| {
+            (
+                *name,
+                map.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0),
+            )
+        })
         .collect()
 }
 
 fn attach_program(ebpf: &mut Ebpf, name: &str, cgroup: &File) -> Result<FdLink> {
-    let program = ebpf.program_mut(name).ok_or_else(|| anyhow!("program {name} missing from the object"))?;
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
     // bpf_link_create takes no attach flags for cgroups (EINVAL otherwise): cgroup
     // links always behave as BPF_F_ALLOW_MULTI, which lets ours sit beside others'.
     let mode = CgroupAttachMode::Single;
@@ -259,13 +306,20 @@ fn replace_pinned_link(pins: &PinDir, name: &str, link: FdLink) -> Result<()> {
         // left by a run that died mid-swap; unpinning it detaches it
         fs::remove_file(&staged).with_context(|| format!("removing stale {}", staged.display()))?;
     }
-    let pinned = link.pin(&staged).with_context(|| format!("pinning {}", staged.display()))?;
+    let pinned = link
+        .pin(&staged)
+        .with_context(|| format!("pinning {}", staged.display()))?;
     drop(pinned); // the pin keeps the link; our descriptor is not needed
     if path.exists() {
-        let old = PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-        drop(old.unpin().with_context(|| format!("unpinning {}", path.display()))?);
+        let old =
+            PinnedLink::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+        drop(
+            old.unpin()
+                .with_context(|| format!("unpinning {}", path.display()))?,
+        );
     }
-    fs::rename(&staged, &path).with_context(|| format!("renaming {} to {}", staged.display(), path.display()))?;
+    fs::rename(&staged, &path)
+        .with_context(|| format!("renaming {} to {}", staged.display(), path.display()))?;
     Ok(())
 }
 
@@ -276,7 +330,9 @@ pub fn detach(pins: &PinDir) -> Result<Vec<PathBuf>> {
         return Ok(removed);
     }
     for dir in [pins.links(), pins.maps()] {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let path = entry?.path();
             // Unpinning drops the last reference to a link (detaching it) or a map.
@@ -302,23 +358,38 @@ pub struct PinStatus {
 
 /// Reads the instance's pins without loading anything.
 pub fn pin_status(pins: &PinDir) -> Result<PinStatus> {
-    let links = PROGRAMS.iter().filter(|p| pins.link(p).exists()).map(|p| p.to_string()).collect();
+    let links = PROGRAMS
+        .iter()
+        .filter(|p| pins.link(p).exists())
+        .map(|p| p.to_string())
+        .collect();
     let counters = match aya::maps::MapData::from_pin(pins.map(maps::STATS)) {
         Ok(data) => read_stats(&PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))?),
         Err(_) => Vec::new(),
     };
-    Ok(PinStatus { pin_dir: pins.root.clone(), links, counters })
+    Ok(PinStatus {
+        pin_dir: pins.root.clone(),
+        links,
+        counters,
+    })
 }
 
 /// Mounts bpffs at `path` unless one is there already (systemd normally mounts it).
 pub fn ensure_bpffs(path: &Path) -> Result<()> {
-    let st = nix::sys::statfs::statfs(path).with_context(|| format!("statfs {}", path.display()))?;
+    let st =
+        nix::sys::statfs::statfs(path).with_context(|| format!("statfs {}", path.display()))?;
     if st.filesystem_type().0 as i64 == BPF_FS_MAGIC {
         return Ok(());
     }
     warn!(path = %path.display(), "no bpffs mounted; mounting one");
-    nix::mount::mount(Some("bpf"), path, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-        .with_context(|| format!("mounting bpffs at {}", path.display()))
+    nix::mount::mount(
+        Some("bpf"),
+        path,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .with_context(|| format!("mounting bpffs at {}", path.display()))
 }
 
 /// The network namespace cookie of the calling thread's namespace.

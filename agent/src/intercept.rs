@@ -32,13 +32,18 @@ pub fn bind_listeners(agent: &AgentConfig) -> Result<Vec<TcpListener>> {
 }
 
 fn bind_one(addr: SocketAddr) -> Result<TcpListener> {
-    let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
     sock.set_reuse_address(true)?;
     sock.set_nonblocking(true)?;
-    sock.bind(&addr.into()).with_context(|| format!("binding listener {addr}"))?;
+    sock.bind(&addr.into())
+        .with_context(|| format!("binding listener {addr}"))?;
     sock.listen(1024)?;
     Ok(TcpListener::from_std(std::net::TcpListener::from(sock))?)
 }
@@ -67,7 +72,9 @@ impl Interceptor {
         upstream: Upstream,
     ) -> Self {
         // Session ids: unique across restarts (start time) and within a run (counter).
-        let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             flows,
             identifier,
@@ -95,7 +102,8 @@ impl Interceptor {
                     let local = stream.local_addr().ok().or(local);
                     let flow = local.and_then(|l| self.flows.take(peer, l));
                     let this = self.clone();
-                    self.tracker.spawn(async move { this.handle(stream, peer, flow).await });
+                    self.tracker
+                        .spawn(async move { this.handle(stream, peer, flow).await });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning
@@ -108,7 +116,11 @@ impl Interceptor {
     }
 
     fn session_id(&self) -> String {
-        format!("{}-{}", self.session_prefix, self.next_session.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.session_prefix,
+            self.next_session.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     async fn handle(self: Arc<Self>, client: TcpStream, peer: SocketAddr, flow: Option<Flow>) {
@@ -116,7 +128,8 @@ impl Interceptor {
         let Some(flow) = flow else {
             warn!(%peer, session, "no flow record for a connection to the listener; refusing it");
             let mut r = Record::new(Kind::Reject, &session, peer);
-            r.reason = Some("no flow record: not a redirected connection, or its record was lost".into());
+            r.reason =
+                Some("no flow record: not a redirected connection, or its record was lost".into());
             self.audit.record(r);
             return;
         };
@@ -129,7 +142,10 @@ impl Interceptor {
             let mut r = Record::new(Kind::Reject, &session, peer);
             r.identity = Some(identity);
             r.orig_dst = Some(orig_dst);
-            r.reason = Some(format!("endpoint id {:#x} is no longer configured", flow.endpoint_id));
+            r.reason = Some(format!(
+                "endpoint id {:#x} is no longer configured",
+                flow.endpoint_id
+            ));
             self.audit.record(r);
             return;
         };

@@ -28,7 +28,8 @@ impl Upstream {
     /// programs recognise and leave alone.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
         let domain = socket2::Domain::for_address(addr);
-        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        let sock =
+            socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
         if self.mark != 0 {
             sock.set_mark(self.mark)?; // needs CAP_NET_ADMIN; 0 only in unprivileged tests
         }
@@ -37,7 +38,10 @@ impl Upstream {
         let sock = TcpSocket::from_std_stream(std::net::TcpStream::from(sock));
         match tokio::time::timeout(self.connect_timeout, sock.connect(addr)).await {
             Ok(res) => res,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out"))),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out"),
+            )),
         }
     }
 }
@@ -51,14 +55,21 @@ pub struct Counters {
 
 impl Counters {
     pub fn snapshot(&self) -> (u64, u64) {
-        (self.up.load(Ordering::Relaxed), self.down.load(Ordering::Relaxed))
+        (
+            self.up.load(Ordering::Relaxed),
+            self.down.load(Ordering::Relaxed),
+        )
     }
 }
 
 /// Relays until both directions are done. A half-close is passed on (EOF on one
 /// side shuts down writing on the other), so request/response protocols that
 /// close their sending side still get their answer.
-pub async fn relay_bytes(client: TcpStream, upstream: TcpStream, counters: Arc<Counters>) -> io::Result<()> {
+pub async fn relay_bytes(
+    client: TcpStream,
+    upstream: TcpStream,
+    counters: Arc<Counters>,
+) -> io::Result<()> {
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
     let up = pump(cr, uw, &counters.up);
@@ -107,7 +118,10 @@ mod tests {
         let c2 = counters.clone();
         let relay = tokio::spawn(async move {
             let (client, _) = front.accept().await.unwrap();
-            let upstream = Upstream { mark: 0, connect_timeout: Duration::from_secs(5) };
+            let upstream = Upstream {
+                mark: 0,
+                connect_timeout: Duration::from_secs(5),
+            };
             let up = upstream.connect(server_addr).await.unwrap();
             relay_bytes(client, up, c2).await
         });
@@ -121,6 +135,9 @@ mod tests {
         let mut expected = payload.clone();
         expected.reverse();
         assert!(back == expected, "relayed bytes differ");
-        assert_eq!(counters.snapshot(), (payload.len() as u64, payload.len() as u64));
+        assert_eq!(
+            counters.snapshot(),
+            (payload.len() as u64, payload.len() as u64)
+        );
     }
 }

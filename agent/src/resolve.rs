@@ -17,14 +17,20 @@ use crate::ebpf::EndpointTable;
 /// Stable id of an endpoint, carried in the kernel's records. Derived from the
 /// name (FNV-1a) so that it survives reloads and restarts that reorder the config.
 pub fn endpoint_id(name: &str) -> u32 {
-    name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Endpoint names by id, for the accept path.
 pub type EndpointNames = HashMap<u32, String>;
 
 pub fn endpoint_names(config: &Config) -> EndpointNames {
-    config.endpoints.iter().map(|e| (endpoint_id(&e.name), e.name.clone())).collect()
+    config
+        .endpoints
+        .iter()
+        .map(|e| (endpoint_id(&e.name), e.name.clone()))
+        .collect()
 }
 
 /// Keeps the last successful resolution of each hostname.
@@ -38,12 +44,17 @@ impl Resolver {
     pub async fn table(&mut self, config: &Config) -> EndpointTable {
         let mut table = EndpointTable::default();
         for ep in &config.endpoints {
-            let val = EndpointVal { endpoint_id: endpoint_id(&ep.name), flags: 0 };
+            let val = EndpointVal {
+                endpoint_id: endpoint_id(&ep.name),
+                flags: 0,
+            };
             for m in &ep.matches {
                 match m {
                     MatchSpec::Addr(sa) => insert_exact(&mut table, *sa, val, &ep.name),
                     MatchSpec::Cidr { net, port } => {
-                        table.cidr.insert(CidrKey::new(net.network(), net.prefix_len(), *port), val);
+                        table
+                            .cidr
+                            .insert(CidrKey::new(net.network(), net.prefix_len(), *port), val);
                     }
                     MatchSpec::Host { host, port } => {
                         for ip in self.resolve(host, *port).await {
