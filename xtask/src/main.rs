@@ -31,6 +31,13 @@ enum Task {
     Demo,
     /// Benchmarks, reported as ratios against a baseline measured in the same run (root)
     Bench,
+    /// (internal) one measuring loop of the benchmarks, run inside a cgroup
+    #[command(hide = true)]
+    BenchWorker {
+        kind: String,
+        addr: std::net::SocketAddr,
+        n: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -38,11 +45,15 @@ fn main() -> Result<()> {
         Task::Test { unit_only, args } => test(unit_only, &args),
         Task::Demo => demo::run(&build_agent(false)?),
         Task::Bench => bench::run(&build_agent(true)?),
+        Task::BenchWorker { kind, addr, n } => bench::worker_main(&kind, addr, n),
     }
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -68,7 +79,10 @@ fn build_agent(release: bool) -> Result<PathBuf> {
         c.arg("--release");
     }
     status(&mut c)?;
-    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("mcp-warden"))
+    Ok(workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("mcp-warden"))
 }
 
 pub fn require_root(what: &str) -> Result<()> {
@@ -87,6 +101,8 @@ fn test(unit_only: bool, args: &[String]) -> Result<()> {
     require_root("the integration tests")?;
     let bin = build_agent(false)?;
     let mut c = cargo();
-    c.args(["test", "-p", "mcp-warden-tests", "--"]).args(args).env("MCP_WARDEN_BIN", &bin);
+    c.args(["test", "-p", "mcp-warden-tests", "--"])
+        .args(args)
+        .env("MCP_WARDEN_BIN", &bin);
     status(&mut c)
 }

@@ -1,0 +1,146 @@
+//! `cargo xtask bench`: every figure is a ratio against a baseline measured in
+//! the same run, alternating rounds so that machine noise hits both sides.
+//!
+//! - connect() rate to a destination that matches no endpoint, from a cgroup
+//!   with the programs attached vs from one without: the cost of the hook.
+//! - relay throughput and request latency (p50, p99) through the agent vs
+//!   direct, on loopback.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use mcp_warden_tests::{Agent, TestCgroup};
+use serde_json::Value;
+
+pub use load::{bulk_send, connect_loop, latency};
+
+const ROUNDS: usize = 3;
+const CONNECTS: u32 = 4000;
+const BULK_MB: u32 = 256;
+const ROUND_TRIPS: u32 = 2000;
+
+pub fn run(bin: &Path) -> Result<()> {
+    crate::require_root("the benchmarks")?;
+    // SAFETY: single-threaded at this point; the harness reads it to find the binary.
+    unsafe { std::env::set_var("MCP_WARDEN_BIN", bin) };
+
+    let sink = load::sink_server()?;
+    let echo = load::echo_server()?;
+    let bulk = load::bulk_server()?;
+    let attached = TestCgroup::new();
+    let bare = TestCgroup::new();
+    let agent = Agent::builder(&attached)
+        .endpoint("bench", &[echo.to_string(), bulk.to_string()])
+        .agent_line(r#"drain_timeout = "1s""#)
+        .start();
+    eprintln!(
+        "agent {} attached to {}; {ROUNDS} alternating rounds",
+        agent.instance(),
+        attached.rel()
+    );
+
+    let mut connect = Pair::default();
+    let mut bulk_rate = Pair::default();
+    let mut lat: Vec<(Value, Value)> = Vec::new();
+    for round in 1..=ROUNDS {
+        eprintln!("round {round}/{ROUNDS}");
+        connect.push(
+            worker(&attached, "connect", sink, CONNECTS)?["connects_per_sec"].as_f64(),
+            worker(&bare, "connect", sink, CONNECTS)?["connects_per_sec"].as_f64(),
+        );
+        bulk_rate.push(
+            worker(&attached, "bulk", bulk, BULK_MB)?["mb_per_sec"].as_f64(),
+            worker(&bare, "bulk", bulk, BULK_MB)?["mb_per_sec"].as_f64(),
+        );
+        lat.push((
+            worker(&attached, "latency", echo, ROUND_TRIPS)?,
+            worker(&bare, "latency", echo, ROUND_TRIPS)?,
+        ));
+    }
+    let records = agent.export().len();
+    drop(agent);
+
+    println!(
+        "\nmcp-warden benchmarks (median of {ROUNDS} alternating rounds; ratio = with agent / baseline)\n"
+    );
+    println!(
+        "{:<46} {:>14} {:>14} {:>8}",
+        "measure", "with agent", "baseline", "ratio"
+    );
+    connect.print("connect() to a non-endpoint, per s (hook cost)", "");
+    bulk_rate.print(
+        &format!("relay throughput, MB/s ({BULK_MB} MiB one way)"),
+        "",
+    );
+    for (key, label) in [
+        ("rtt_p50_us", "request/response p50, µs (kept-alive)"),
+        ("rtt_p99_us", "request/response p99, µs (kept-alive)"),
+        ("conn_p50_us", "connect+request+response p50, µs"),
+        ("conn_p99_us", "connect+request+response p99, µs"),
+    ] {
+        let mut p = Pair::default();
+        for (a, b) in &lat {
+            p.push(a[key].as_f64(), b[key].as_f64());
+        }
+        p.print(label, "");
+    }
+    println!("\n({records} connection records written during the run)");
+    Ok(())
+}
+
+/// Runs one measuring loop as a child process inside `cg`, returns its JSON.
+fn worker(cg: &TestCgroup, kind: &str, addr: SocketAddr, n: u32) -> Result<Value> {
+    let exe = std::env::current_exe()?;
+    let out = cg
+        .command(&exe)
+        .args(["bench-worker", kind, &addr.to_string(), &n.to_string()])
+        .output()
+        .with_context(|| format!("running the {kind} worker"))?;
+    if !out.status.success() {
+        bail!(
+            "{kind} worker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Samples with and without the agent.
+#[derive(Default)]
+struct Pair {
+    with: Vec<f64>,
+    base: Vec<f64>,
+}
+
+impl Pair {
+    fn push(&mut self, with: Option<f64>, base: Option<f64>) {
+        self.with.extend(with);
+        self.base.extend(base);
+    }
+
+    fn print(&self, label: &str, _unit: &str) {
+        let (w, b) = (median(&self.with), median(&self.base));
+        println!("{label:<46} {w:>14.1} {b:>14.1} {:>8.3}", w / b);
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Entry point of the child process: `xtask bench-worker KIND ADDR N`.
+pub fn worker_main(kind: &str, addr: SocketAddr, n: u32) -> Result<()> {
+    let line = match kind {
+        "connect" => connect_loop(addr, n)?,
+        "bulk" => bulk_send(addr, n)?,
+        "latency" => latency(addr, n)?,
+        other => bail!("unknown worker {other}"),
+    };
+    println!("{line}");
+    Ok(())
+}
