@@ -68,10 +68,15 @@ impl Resolver {
     }
 
     async fn resolve(&mut self, host: &str, port: u16) -> BTreeSet<IpAddr> {
+        let looked_up = tokio::net::lookup_host((host, port)).await.map(|a| a.map(|sa| sa.ip()).collect());
+        self.remember(host, port, looked_up)
+    }
+
+    /// Records a lookup's outcome; a failure answers with the last known set.
+    fn remember(&mut self, host: &str, port: u16, looked_up: std::io::Result<BTreeSet<IpAddr>>) -> BTreeSet<IpAddr> {
         let key = (host.to_string(), port);
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(addrs) => {
-                let ips: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
+        match looked_up {
+            Ok(ips) => {
                 if self.known.get(&key) != Some(&ips) {
                     info!(host, port, addrs = ?ips, "endpoint name resolved");
                 }
@@ -102,6 +107,8 @@ fn insert_exact(table: &mut EndpointTable, sa: SocketAddr, val: EndpointVal, nam
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use std::path::Path;
 
     #[test]
     fn endpoint_ids_are_stable_and_distinct() {
@@ -109,5 +116,38 @@ mod tests {
         assert_ne!(endpoint_id("ehr"), endpoint_id("billing"));
         // FNV-1a reference value for "a"
         assert_eq!(endpoint_id("a"), 0xe40c292c);
+    }
+
+    #[test]
+    fn failed_lookup_keeps_the_last_known_addresses() {
+        let mut r = Resolver::default();
+        let a: BTreeSet<IpAddr> = ["10.9.0.1".parse().unwrap()].into();
+        let b: BTreeSet<IpAddr> = ["10.9.0.2".parse().unwrap()].into();
+        assert_eq!(r.remember("mcp.example", 443, Ok(a.clone())), a);
+        assert_eq!(r.remember("mcp.example", 443, Err(std::io::ErrorKind::TimedOut.into())), a);
+        assert_eq!(r.remember("mcp.example", 443, Ok(b.clone())), b, "a successful lookup replaces");
+        assert!(r.remember("other.example", 443, Err(std::io::ErrorKind::TimedOut.into())).is_empty());
+    }
+
+    /// localhost comes from /etc/hosts: no DNS traffic.
+    #[tokio::test]
+    async fn table_holds_literal_cidr_and_resolved_entries() {
+        let cfg = Config::parse(
+            r#"
+            [agent]
+            cgroup = "/"
+            [[endpoint]]
+            name = "a"
+            match = ["10.9.0.1:80", "10.9.0.0/16:8443", "[fd00:9::/64]:443", "localhost:8080"]
+            "#,
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let table = Resolver::default().table(&cfg).await;
+        let val = EndpointVal { endpoint_id: endpoint_id("a"), flags: 0 };
+        assert_eq!(table.exact.get(&EndpointKey::new("10.9.0.1".parse().unwrap(), 80)), Some(&val));
+        assert_eq!(table.exact.get(&EndpointKey::new("127.0.0.1".parse().unwrap(), 8080)), Some(&val));
+        assert_eq!(table.cidr.get(&CidrKey::new("10.9.0.0".parse().unwrap(), 16, 8443)), Some(&val));
+        assert_eq!(table.cidr.get(&CidrKey::new("fd00:9::".parse().unwrap(), 64, 443)), Some(&val));
     }
 }
