@@ -34,5 +34,9 @@ fn main() {
         .unwrap_or_else(|e| {
             panic!("mcp-warden-ebpf: cannot run `{clang}` ({e}); install clang and libbpf-dev (see README)")
         });
-    assert!(status.success(), "mcp-warden-ebpf: clang failed to compile {}", src.display());
+    assert!(
+        status.success(),
+        "mcp-warden-ebpf: clang failed to compile {}",
+        src.display()
+    );
 }

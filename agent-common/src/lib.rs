@@ -143,7 +143,11 @@ pub fn ip_from_bytes(b: [u8; 16]) -> IpAddr {
 
 impl EndpointKey {
     pub fn new(ip: IpAddr, port: u16) -> Self {
-        Self { ip6: ip6_bytes(ip), port, pad: 0 }
+        Self {
+            ip6: ip6_bytes(ip),
+            port,
+            pad: 0,
+        }
     }
 }
 
@@ -156,7 +160,11 @@ impl CidrKey {
         };
         Self {
             prefixlen: CIDR_PORT_BITS + addr_bits,
-            data: CidrData { port_be: port.to_be_bytes(), ip6: ip6_bytes(ip), pad: [0; 2] },
+            data: CidrData {
+                port_be: port.to_be_bytes(),
+                ip6: ip6_bytes(ip),
+                pad: [0; 2],
+            },
         }
     }
 }
