@@ -89,7 +89,10 @@ async fn serve(mut config: Config) -> Result<()> {
         ));
     }
 
-    fs::write(&ready_path, format!("{}\n", std::process::id()))?;
+    // write-then-rename: a reader never sees a partial file
+    let staged = state_dir.join(format!("{READY_FILE}.tmp"));
+    fs::write(&staged, format!("{}\n", std::process::id()))?;
+    fs::rename(&staged, &ready_path)?;
     sd_notify("READY=1");
     info!(instance = config.agent.instance, cgroup = %config.agent.cgroup.display(), "mcp-warden ready");
 
