@@ -135,12 +135,10 @@ impl Interceptor {
         };
         let orig_dst = SocketAddr::new(flow.orig_ip(), flow.orig_port);
         let endpoint = self.names.borrow().get(&flow.endpoint_id).cloned();
-        let identity = self.identify(flow).await;
-
         let Some(endpoint) = endpoint else {
             // Redirected under an endpoint that a reload has since removed: fail closed.
             let mut r = Record::new(Kind::Reject, &session, peer);
-            r.identity = Some(identity);
+            r.identity = Some(self.identify(flow).await);
             r.orig_dst = Some(orig_dst);
             r.reason = Some(format!(
                 "endpoint id {:#x} is no longer configured",
@@ -150,7 +148,10 @@ impl Interceptor {
             return;
         };
 
+        // Reading /proc and dialling upstream are independent: overlap them.
         let started = Instant::now();
+        let (identity, upstream) =
+            tokio::join!(self.identify(flow), self.upstream.connect(orig_dst));
         let mut connect = Record::new(Kind::Connect, &session, peer);
         connect.endpoint = Some(endpoint.clone());
         connect.identity = Some(identity.clone());
@@ -160,7 +161,7 @@ impl Interceptor {
         info!(session, endpoint, %orig_dst, pid = identity.pid, comm = identity.comm, "intercepted");
 
         let counters = Arc::new(Counters::default());
-        let outcome = match self.upstream.connect(orig_dst).await {
+        let outcome = match upstream {
             Err(e) => format!("upstream connect failed: {e}"),
             Ok(upstream) => {
                 tokio::select! {

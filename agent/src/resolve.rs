@@ -68,12 +68,19 @@ impl Resolver {
     }
 
     async fn resolve(&mut self, host: &str, port: u16) -> BTreeSet<IpAddr> {
-        let looked_up = tokio::net::lookup_host((host, port)).await.map(|a| a.map(|sa| sa.ip()).collect());
+        let looked_up = tokio::net::lookup_host((host, port))
+            .await
+            .map(|a| a.map(|sa| sa.ip()).collect());
         self.remember(host, port, looked_up)
     }
 
     /// Records a lookup's outcome; a failure answers with the last known set.
-    fn remember(&mut self, host: &str, port: u16, looked_up: std::io::Result<BTreeSet<IpAddr>>) -> BTreeSet<IpAddr> {
+    fn remember(
+        &mut self,
+        host: &str,
+        port: u16,
+        looked_up: std::io::Result<BTreeSet<IpAddr>>,
+    ) -> BTreeSet<IpAddr> {
         let key = (host.to_string(), port);
         match looked_up {
             Ok(ips) => {
@@ -124,9 +131,23 @@ mod tests {
         let a: BTreeSet<IpAddr> = ["10.9.0.1".parse().unwrap()].into();
         let b: BTreeSet<IpAddr> = ["10.9.0.2".parse().unwrap()].into();
         assert_eq!(r.remember("mcp.example", 443, Ok(a.clone())), a);
-        assert_eq!(r.remember("mcp.example", 443, Err(std::io::ErrorKind::TimedOut.into())), a);
-        assert_eq!(r.remember("mcp.example", 443, Ok(b.clone())), b, "a successful lookup replaces");
-        assert!(r.remember("other.example", 443, Err(std::io::ErrorKind::TimedOut.into())).is_empty());
+        assert_eq!(
+            r.remember("mcp.example", 443, Err(std::io::ErrorKind::TimedOut.into())),
+            a
+        );
+        assert_eq!(
+            r.remember("mcp.example", 443, Ok(b.clone())),
+            b,
+            "a successful lookup replaces"
+        );
+        assert!(
+            r.remember(
+                "other.example",
+                443,
+                Err(std::io::ErrorKind::TimedOut.into())
+            )
+            .is_empty()
+        );
     }
 
     /// localhost comes from /etc/hosts: no DNS traffic.
@@ -144,10 +165,33 @@ mod tests {
         )
         .unwrap();
         let table = Resolver::default().table(&cfg).await;
-        let val = EndpointVal { endpoint_id: endpoint_id("a"), flags: 0 };
-        assert_eq!(table.exact.get(&EndpointKey::new("10.9.0.1".parse().unwrap(), 80)), Some(&val));
-        assert_eq!(table.exact.get(&EndpointKey::new("127.0.0.1".parse().unwrap(), 8080)), Some(&val));
-        assert_eq!(table.cidr.get(&CidrKey::new("10.9.0.0".parse().unwrap(), 16, 8443)), Some(&val));
-        assert_eq!(table.cidr.get(&CidrKey::new("fd00:9::".parse().unwrap(), 64, 443)), Some(&val));
+        let val = EndpointVal {
+            endpoint_id: endpoint_id("a"),
+            flags: 0,
+        };
+        assert_eq!(
+            table
+                .exact
+                .get(&EndpointKey::new("10.9.0.1".parse().unwrap(), 80)),
+            Some(&val)
+        );
+        assert_eq!(
+            table
+                .exact
+                .get(&EndpointKey::new("127.0.0.1".parse().unwrap(), 8080)),
+            Some(&val)
+        );
+        assert_eq!(
+            table
+                .cidr
+                .get(&CidrKey::new("10.9.0.0".parse().unwrap(), 16, 8443)),
+            Some(&val)
+        );
+        assert_eq!(
+            table
+                .cidr
+                .get(&CidrKey::new("fd00:9::".parse().unwrap(), 64, 443)),
+            Some(&val)
+        );
     }
 }

@@ -33,7 +33,11 @@ pub fn agent_bin() -> PathBuf {
         assert!(p.exists(), "MCP_WARDEN_BIN={} does not exist", p.display());
         return p;
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("debug").join("mcp-warden");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("debug")
+        .join("mcp-warden");
     if !p.exists() {
         panic!(
             "the agent binary {} does not exist: run `cargo build -p mcp-warden` first (or `cargo xtask test`, \
@@ -48,7 +52,10 @@ pub fn agent_bin() -> PathBuf {
 /// subcommands such as `check-config`.
 pub fn warden() -> Command {
     let mut cmd = Command::new(agent_bin());
-    cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     cmd
 }
 
@@ -94,10 +101,16 @@ impl Spec {
         let mut s = String::from("[agent]\n");
         s += &format!("instance = {}\n", toml_str(&self.instance));
         s += &format!("listen = {}\n", toml_str(&self.listen.to_string()));
-        let l6 = self.listen6.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        let l6 = self
+            .listen6
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "off".into());
         s += &format!("listen6 = {}\n", toml_str(&l6));
         s += &format!("cgroup = {}\n", toml_str(&self.cgroup.to_string_lossy()));
-        s += &format!("state_dir = {}\n", toml_str(&self.state_dir.to_string_lossy()));
+        s += &format!(
+            "state_dir = {}\n",
+            toml_str(&self.state_dir.to_string_lossy())
+        );
         s += &format!("bpffs = {}\n", toml_str(&self.bpffs.to_string_lossy()));
         s += &format!("fail_mode = {}\n", toml_str(&self.fail_mode));
         s += &format!("mark = {:#x}\n", self.mark);
@@ -107,7 +120,11 @@ impl Spec {
         }
         for (name, matches) in &self.endpoints {
             let m: Vec<String> = matches.iter().map(|m| toml_str(m)).collect();
-            s += &format!("\n[[endpoint]]\nname = {}\nmatch = [{}]\n", toml_str(name), m.join(", "));
+            s += &format!(
+                "\n[[endpoint]]\nname = {}\nmatch = [{}]\n",
+                toml_str(name),
+                m.join(", ")
+            );
         }
         s
     }
@@ -129,7 +146,10 @@ pub struct AgentBuilder {
 impl AgentBuilder {
     /// Adds an `[[endpoint]]` with these `match` entries.
     pub fn endpoint<S: AsRef<str>>(mut self, name: &str, matches: &[S]) -> Self {
-        self.endpoints.push((name.to_string(), matches.iter().map(|m| m.as_ref().to_string()).collect()));
+        self.endpoints.push((
+            name.to_string(),
+            matches.iter().map(|m| m.as_ref().to_string()).collect(),
+        ));
         self
     }
 
@@ -147,7 +167,9 @@ impl AgentBuilder {
 
     /// Runs the agent process itself inside `cg` (so its own connects pass the hooks).
     pub fn inside(mut self, cg: &TestCgroup) -> Self {
-        self.inside = Some(CString::new(cg.path().join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL"));
+        self.inside = Some(
+            CString::new(cg.path().join("cgroup.procs").as_os_str().as_bytes()).expect("no NUL"),
+        );
         self
     }
 
@@ -165,7 +187,10 @@ impl AgentBuilder {
 
     /// Runs `program args... <subcommand>` instead of the agent binary (self-tests).
     pub fn program(mut self, program: &Path, args: &[&str]) -> Self {
-        self.program = Some((program.to_path_buf(), args.iter().map(OsString::from).collect()));
+        self.program = Some((
+            program.to_path_buf(),
+            args.iter().map(OsString::from).collect(),
+        ));
         self
     }
 
@@ -190,11 +215,17 @@ impl AgentBuilder {
         }
         .expect("creating a tempdir");
         let dir_path = dir.path().to_path_buf();
-        let instance = format!("{INSTANCE_PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let instance = format!(
+            "{INSTANCE_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let spec = Spec {
             instance,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, crate::free_port())),
-            listen6: self.listen6.then(|| SocketAddr::from((Ipv6Addr::LOCALHOST, crate::free_port()))),
+            listen6: self
+                .listen6
+                .then(|| SocketAddr::from((Ipv6Addr::LOCALHOST, crate::free_port()))),
             cgroup: self.cgroup,
             state_dir: dir_path.join("state"),
             bpffs: self.bpffs,
@@ -304,7 +335,12 @@ impl Agent {
     pub fn set_endpoints<S: AsRef<str>>(&mut self, endpoints: &[(&str, &[S])]) {
         self.spec.endpoints = endpoints
             .iter()
-            .map(|(n, m)| (n.to_string(), m.iter().map(|s| s.as_ref().to_string()).collect()))
+            .map(|(n, m)| {
+                (
+                    n.to_string(),
+                    m.iter().map(|s| s.as_ref().to_string()).collect(),
+                )
+            })
             .collect();
         self.write_config();
     }
@@ -313,7 +349,10 @@ impl Agent {
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.pre_args).args(args);
-        cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
         cmd
     }
 
@@ -341,22 +380,38 @@ impl Agent {
 
     /// `run --config` and wait (bounded) until `<state_dir>/ready` holds its pid.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "agent {} is already started", self.spec.instance);
+        assert!(
+            self.child.is_none(),
+            "agent {} is already started",
+            self.spec.instance
+        );
         self.starts += 1;
         let log = self.log_file(&format!("start #{}", self.starts));
-        let mut cmd = self.command(&[OsString::from("run"), "--config".into(), self.config_path.clone().into()]);
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log);
+        let mut cmd = self.command(&[
+            OsString::from("run"),
+            "--config".into(),
+            self.config_path.clone().into(),
+        ]);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
         if let Some(procs) = self.inside.clone() {
             // SAFETY: join_cgroup only makes async-signal-safe syscalls.
             unsafe { cmd.pre_exec(move || join_cgroup(&procs)) };
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {:?}: {e}", self.program));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {:?}: {e}", self.program));
         let pid = child.id();
         self.child = Some(child);
         let want = format!("{pid}\n");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!(
                     "agent {} exited ({st}) before it was ready\n--- agent log ({}) ---\n{}",
@@ -384,7 +439,10 @@ impl Agent {
 
     /// SIGTERM and wait (bounded); returns the exit status.
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().unwrap_or_else(|| panic!("agent {} is not running", self.spec.instance));
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("agent {} is not running", self.spec.instance));
         // SAFETY: signal to our own unreaped child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + STOP_TIMEOUT;
@@ -407,14 +465,19 @@ impl Agent {
 
     /// SIGKILL and reap: no cleanup of any kind by the agent.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().unwrap_or_else(|| panic!("agent {} is not running", self.spec.instance));
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("agent {} is not running", self.spec.instance));
         let _ = child.kill();
         let _ = child.wait();
     }
 
     /// SIGHUP (reload endpoints).
     pub fn reload(&self) {
-        let pid = self.pid().unwrap_or_else(|| panic!("agent {} is not running", self.spec.instance));
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("agent {} is not running", self.spec.instance));
         // SAFETY: signal to our own child.
         unsafe { libc::kill(pid as i32, libc::SIGHUP) };
     }
@@ -428,12 +491,18 @@ impl Agent {
     pub fn export(&self) -> Vec<Value> {
         let cfg = self.config_path.to_string_lossy().into_owned();
         let out = self.run_subcommand(&["audit", "export", "--config", &cfg]);
-        assert!(out.status.success(), "`audit export` failed ({}): {}", out.status, output_text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "`audit export` failed ({}): {}",
+            out.status,
+            output_text(&out.stderr)
+        );
         output_text(&out.stdout)
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("`audit export` printed a non-JSON line ({e}): {l}"))
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("`audit export` printed a non-JSON line ({e}): {l}"))
             })
             .collect()
     }
@@ -479,7 +548,10 @@ impl Agent {
             let deadline = Instant::now() + Duration::from_secs(15);
             while child.try_wait().ok().flatten().is_none() {
                 if Instant::now() >= deadline {
-                    eprintln!("mcp-warden-tests: agent {} ignored SIGTERM for 15 s; SIGKILL", self.spec.instance);
+                    eprintln!(
+                        "mcp-warden-tests: agent {} ignored SIGTERM for 15 s; SIGKILL",
+                        self.spec.instance
+                    );
                     let _ = child.kill();
                     let _ = child.wait();
                     break;
@@ -488,9 +560,16 @@ impl Agent {
             }
         }
         // always detach, so that nothing stays attached even after a failure
-        let log = OpenOptions::new().create(true).append(true).open(&self.log_path);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path);
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.pre_args).arg("detach").arg("--config").arg(&self.config_path).stdin(Stdio::null());
+        cmd.args(&self.pre_args)
+            .arg("detach")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null());
         if let Ok(mut log) = log {
             let _ = writeln!(log, "===== detach (harness cleanup) =====");
             if let Ok(l2) = log.try_clone() {
@@ -512,9 +591,14 @@ impl Agent {
                             }
                             break;
                         }
-                        Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                        Ok(None) if Instant::now() < deadline => {
+                            thread::sleep(Duration::from_millis(20))
+                        }
                         _ => {
-                            eprintln!("mcp-warden-tests: cleanup `detach` of {} hung; killed", self.spec.instance);
+                            eprintln!(
+                                "mcp-warden-tests: cleanup `detach` of {} hung; killed",
+                                self.spec.instance
+                            );
                             let _ = c.kill();
                             let _ = c.wait();
                             break;

@@ -19,7 +19,8 @@ pub(crate) const PREFIX: &str = "mcp-warden-test-";
 pub fn cgroup2_root() -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let info = fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+        let info =
+            fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
         let mut found: Vec<PathBuf> = Vec::new();
         for line in info.lines() {
             // <id> <parent> <maj:min> <root> <mount point> <options> ... - <fstype> <source> <super options>
@@ -33,7 +34,10 @@ pub fn cgroup2_root() -> PathBuf {
                 found.push(PathBuf::from(mp.replace("\\040", " ")));
             }
         }
-        let preferred = [Path::new("/sys/fs/cgroup/unified"), Path::new("/sys/fs/cgroup")];
+        let preferred = [
+            Path::new("/sys/fs/cgroup/unified"),
+            Path::new("/sys/fs/cgroup"),
+        ];
         preferred
             .iter()
             .find(|p| found.iter().any(|f| f == *p))
@@ -56,11 +60,20 @@ impl TestCgroup {
     pub fn new() -> TestCgroup {
         crate::require_root();
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        let name = format!("{PREFIX}{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let path = cgroup2_root().join(&name);
         fs::create_dir(&path).unwrap_or_else(|e| panic!("creating cgroup {}: {e}", path.display()));
-        let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).expect("path without NUL");
-        TestCgroup { path, rel: format!("/{name}"), procs }
+        let procs = CString::new(path.join("cgroup.procs").as_os_str().as_bytes())
+            .expect("path without NUL");
+        TestCgroup {
+            path,
+            rel: format!("/{name}"),
+            procs,
+        }
     }
 
     /// The directory, e.g. /sys/fs/cgroup/unified/mcp-warden-test-123-1.
@@ -75,7 +88,9 @@ impl TestCgroup {
 
     /// The cgroup id (what bpf_get_current_cgroup_id returns): the directory's inode.
     pub fn id(&self) -> u64 {
-        fs::metadata(&self.path).unwrap_or_else(|e| panic!("stat {}: {e}", self.path.display())).ino()
+        fs::metadata(&self.path)
+            .unwrap_or_else(|e| panic!("stat {}: {e}", self.path.display()))
+            .ino()
     }
 
     /// A command whose process joins this cgroup before it execs.
@@ -153,7 +168,10 @@ pub(crate) fn kill_and_remove(dir: &Path) {
             break;
         }
         if Instant::now() >= deadline {
-            eprintln!("mcp-warden-tests: processes {pids:?} still in {} after 10 s of SIGKILL", dir.display());
+            eprintln!(
+                "mcp-warden-tests: processes {pids:?} still in {} after 10 s of SIGKILL",
+                dir.display()
+            );
             break;
         }
         if fs::write(&kill_file, "1").is_err() {
@@ -171,7 +189,10 @@ pub(crate) fn kill_and_remove(dir: &Path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
             Err(e) => {
                 if Instant::now() >= deadline {
-                    eprintln!("mcp-warden-tests: cannot remove cgroup {}: {e}", dir.display());
+                    eprintln!(
+                        "mcp-warden-tests: cannot remove cgroup {}: {e}",
+                        dir.display()
+                    );
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));

@@ -30,7 +30,10 @@ mod util;
 pub use agent::{Agent, AgentBuilder, agent_bin, remove_pin_dir, warden};
 pub use cgroup::{TestCgroup, cgroup2_root};
 pub use netns::{HttpServer, NetNs};
-pub use peers::{CurlRun, PeerOutput, curl, http_get, peer_script, python, python_command, sha256_file, write_payload};
+pub use peers::{
+    CurlRun, PeerOutput, curl, http_get, peer_script, python, python_command, sha256_file,
+    write_payload,
+};
 pub use proc::{Child, output_text, run};
 pub use util::{free_port, require_root, unique, wait_for, wait_until};
 

@@ -16,7 +16,12 @@ fn ip(args: &[&str]) {
     cmd.args(args);
     let out = run(cmd, Duration::from_secs(20));
     if !out.status.success() {
-        panic!("`ip {}` failed ({}): {}", args.join(" "), out.status, output_text(&out.stderr).trim());
+        panic!(
+            "`ip {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            output_text(&out.stderr).trim()
+        );
     }
 }
 
@@ -48,23 +53,47 @@ impl NetNs {
 
     /// A namespace on index `n`, which the caller got from [`crate::unique`].
     pub fn with_index(n: u32) -> NetNs {
-        assert!((1..=254).contains(&n), "index {n} does not fit 10.201.N.0/24");
-        let ns = NetNs { n, name: format!("mwt-{n}"), host_if: format!("mwt{n}a") };
+        assert!(
+            (1..=254).contains(&n),
+            "index {n} does not fit 10.201.N.0/24"
+        );
+        let ns = NetNs {
+            n,
+            name: format!("mwt-{n}"),
+            host_if: format!("mwt{n}a"),
+        };
         // the index is ours (locked): anything by these names is a leftover of a killed run
         ns.remove();
         let peer_if = format!("mwt{n}b");
-        let (h4, p4) = (format!("{}/24", ns.host_v4()), format!("{}/24", ns.peer_v4()));
-        let (h6, p6) = (format!("{}/64", ns.host_v6()), format!("{}/64", ns.peer_v6()));
+        let (h4, p4) = (
+            format!("{}/24", ns.host_v4()),
+            format!("{}/24", ns.peer_v4()),
+        );
+        let (h6, p6) = (
+            format!("{}/64", ns.host_v6()),
+            format!("{}/64", ns.peer_v6()),
+        );
         let name = ns.name.as_str();
         ip(&["netns", "add", name]);
-        ip(&["link", "add", &ns.host_if, "type", "veth", "peer", "name", &peer_if]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+        ]);
         ip(&["link", "set", &peer_if, "netns", name]);
         ip(&["addr", "add", &h4, "dev", &ns.host_if]);
         ip(&["-6", "addr", "add", &h6, "dev", &ns.host_if, "nodad"]);
         ip(&["link", "set", &ns.host_if, "up"]);
         ip(&["-n", name, "link", "set", "lo", "up"]);
         ip(&["-n", name, "addr", "add", &p4, "dev", &peer_if]);
-        ip(&["-n", name, "-6", "addr", "add", &p6, "dev", &peer_if, "nodad"]);
+        ip(&[
+            "-n", name, "-6", "addr", "add", &p6, "dev", &peer_if, "nodad",
+        ]);
         ip(&["-n", name, "link", "set", &peer_if, "up"]);
         ns
     }
@@ -122,19 +151,29 @@ impl NetNs {
     /// port; returns once it is listening.
     pub fn http_server(&self, ports: &[u16]) -> HttpServer {
         let mut cmd = self.command(python());
-        cmd.arg(peer_script("http_server.py")).args(["--bind", "::"]);
+        cmd.arg(peer_script("http_server.py"))
+            .args(["--bind", "::"]);
         for p in ports {
             cmd.args(["--port", &p.to_string()]);
         }
         let child = Child::spawn(format!("http_server in {} on {ports:?}", self.name), cmd);
-        HttpServer::wait_ready(child, IpAddr::V4(self.peer_v4()), Some(IpAddr::V6(self.peer_v6())))
+        HttpServer::wait_ready(
+            child,
+            IpAddr::V4(self.peer_v4()),
+            Some(IpAddr::V6(self.peer_v6())),
+        )
     }
 
     /// Pids of the processes in the namespace.
     pub fn pids(&self) -> Vec<u32> {
-        let out = Command::new("ip").args(["netns", "pids", &self.name]).output();
+        let out = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output();
         match out {
-            Ok(o) => output_text(&o.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect(),
+            Ok(o) => output_text(&o.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -158,7 +197,9 @@ impl NetNs {
         if Path::new("/sys/class/net").join(&self.host_if).exists() {
             ip_quiet(&["link", "del", &self.host_if]);
         }
-        if Path::new("/run/netns").join(&self.name).exists() && !ip_quiet(&["netns", "del", &self.name]) {
+        if Path::new("/run/netns").join(&self.name).exists()
+            && !ip_quiet(&["netns", "del", &self.name])
+        {
             eprintln!("mcp-warden-tests: cannot delete netns {}", self.name);
         }
     }
@@ -189,7 +230,8 @@ impl HttpServer {
     /// on `bind` (e.g. 127.0.0.1), one listener per port (0: any free one).
     pub fn start_local(bind: IpAddr, ports: &[u16]) -> HttpServer {
         let mut cmd = Command::new(python());
-        cmd.arg(peer_script("http_server.py")).args(["--bind", &bind.to_string()]);
+        cmd.arg(peer_script("http_server.py"))
+            .args(["--bind", &bind.to_string()]);
         for p in ports {
             cmd.args(["--port", &p.to_string()]);
         }
@@ -198,9 +240,20 @@ impl HttpServer {
     }
 
     fn wait_ready(mut child: Child, v4: IpAddr, v6: Option<IpAddr>) -> HttpServer {
-        let line = child.wait_for_line(Duration::from_secs(20), "\"ready\"", |l| l.starts_with("ready"));
-        let ports = line.split_whitespace().skip(1).map(|p| p.parse().expect("port in ready line")).collect();
-        HttpServer { child, v4, v6, ports }
+        let line = child.wait_for_line(Duration::from_secs(20), "\"ready\"", |l| {
+            l.starts_with("ready")
+        });
+        let ports = line
+            .split_whitespace()
+            .skip(1)
+            .map(|p| p.parse().expect("port in ready line"))
+            .collect();
+        HttpServer {
+            child,
+            v4,
+            v6,
+            ports,
+        }
     }
 
     /// The actual ports, in the order asked for.
@@ -232,7 +285,9 @@ impl HttpServer {
 
     /// Requests served on `port` (excluding /stats).
     pub fn count(&self, port: u16) -> u64 {
-        self.stats()["by_port"][port.to_string()].as_u64().unwrap_or(0)
+        self.stats()["by_port"][port.to_string()]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     /// Requests served on every port (excluding /stats).

@@ -26,7 +26,11 @@ pub fn python() -> PathBuf {
             .args(["-c", "import sys; print(sys.executable)"])
             .output()
             .expect("running python3 (the peers need Python 3.11+)");
-        assert!(out.status.success(), "python3 failed: {}", output_text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "python3 failed: {}",
+            output_text(&out.stderr)
+        );
         PathBuf::from(output_text(&out.stdout).trim())
     })
     .clone()
@@ -34,7 +38,9 @@ pub fn python() -> PathBuf {
 
 /// Path of a peer script in tests/peers/.
 pub fn peer_script(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(name);
     assert!(p.exists(), "peer script {} is missing", p.display());
     p
 }
@@ -66,9 +72,17 @@ impl PeerOutput {
         let lines = stdout
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("peer printed non-JSON line ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("peer printed non-JSON line ({e}): {l}"))
+            })
             .collect();
-        PeerOutput { status: out.status, lines, stdout, stderr: output_text(&out.stderr) }
+        PeerOutput {
+            status: out.status,
+            lines,
+            stdout,
+            stderr: output_text(&out.stderr),
+        }
     }
 
     /// The first line with `"event": event`.
@@ -78,7 +92,8 @@ impl PeerOutput {
 
     /// Like [`event`](Self::event) but panics with the whole output if absent.
     pub fn expect_event(&self, event: &str) -> &Value {
-        self.event(event).unwrap_or_else(|| panic!("peer printed no {event:?} line: {self:#?}"))
+        self.event(event)
+            .unwrap_or_else(|| panic!("peer printed no {event:?} line: {self:#?}"))
     }
 }
 
@@ -100,7 +115,13 @@ impl CurlRun {
 
     /// Panics with curl's stderr unless it exited 0.
     pub fn assert_ok(&self) -> &Self {
-        assert!(self.status.success(), "curl (pid {}) failed: {}\nstderr: {}", self.pid, self.status, self.stderr);
+        assert!(
+            self.status.success(),
+            "curl (pid {}) failed: {}\nstderr: {}",
+            self.pid,
+            self.status,
+            self.stderr
+        );
         self
     }
 }
@@ -117,8 +138,16 @@ pub fn curl<S: AsRef<OsStr>>(cg: Option<&TestCgroup>, args: &[S]) -> CurlRun {
     let out = run(cmd, Duration::from_secs(180));
     let stdout = output_text(&out.stdout);
     let (pid_line, rest) = stdout.split_once('\n').unwrap_or((stdout.as_str(), ""));
-    let pid = pid_line.trim().parse().unwrap_or_else(|_| panic!("no pid line from the curl wrapper: {stdout:?}"));
-    CurlRun { pid, status: out.status, stdout: rest.to_string(), stderr: output_text(&out.stderr) }
+    let pid = pid_line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no pid line from the curl wrapper: {stdout:?}"));
+    CurlRun {
+        pid,
+        status: out.status,
+        stdout: rest.to_string(),
+        stderr: output_text(&out.stderr),
+    }
 }
 
 /// GET `path` from `addr` straight from the test process (no cgroup of the
@@ -126,19 +155,26 @@ pub fn curl<S: AsRef<OsStr>>(cg: Option<&TestCgroup>, args: &[S]) -> CurlRun {
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("connecting to {addr} for GET {path}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("read timeout");
-    s.set_write_timeout(Some(Duration::from_secs(20))).expect("write timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    s.set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("write timeout");
     let host = match addr {
         SocketAddr::V4(a) => a.ip().to_string(),
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     };
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"));
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap_or_else(|e| panic!("reading GET {path} from {addr}: {e}"));
+    s.read_to_end(&mut buf)
+        .unwrap_or_else(|e| panic!("reading GET {path} from {addr}: {e}"));
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) =
-        text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP header end from {addr}: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP header end from {addr}: {text:?}"));
     let status = head
         .split_whitespace()
         .nth(1)
@@ -150,7 +186,8 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// Writes `size` deterministic pseudo-random bytes (xorshift64*, seeded) to
 /// `path` and returns their sha256 (hex).
 pub fn write_payload(path: &Path, size: usize, seed: u64) -> String {
-    let f = std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let f =
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
     let mut w = BufWriter::new(f);
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut left = size;
@@ -172,6 +209,15 @@ pub fn sha256_file(path: &Path) -> String {
     let mut cmd = Command::new("sha256sum");
     cmd.arg(path);
     let out = run(cmd, Duration::from_secs(60));
-    assert!(out.status.success(), "sha256sum {}: {}", path.display(), output_text(&out.stderr));
-    output_text(&out.stdout).split_whitespace().next().expect("sha256sum output").to_string()
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        path.display(),
+        output_text(&out.stderr)
+    );
+    output_text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
 }

@@ -51,7 +51,11 @@ impl Captured {
             if now >= deadline {
                 return;
             }
-            g = self.cv.wait_timeout(g, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .cv
+                .wait_timeout(g, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -71,11 +75,21 @@ impl Child {
     /// Spawns `cmd`; `label` names it in messages.
     pub fn spawn(label: impl Into<String>, mut cmd: Command) -> Child {
         let label = label.into();
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut inner = cmd.spawn().unwrap_or_else(|e| panic!("spawning {label} ({cmd:?}): {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut inner = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {label} ({cmd:?}): {e}"));
         let stdout = Captured::start(inner.stdout.take().expect("piped stdout"));
         let stderr = Captured::start(inner.stderr.take().expect("piped stderr"));
-        Child { label, inner, status: None, stdout, stderr }
+        Child {
+            label,
+            inner,
+            status: None,
+            stdout,
+            stderr,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -97,14 +111,22 @@ impl Child {
     /// The exit status if it has exited (reaping it), else None.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = self.inner.try_wait().unwrap_or_else(|e| panic!("waiting for {}: {e}", self.label));
+            self.status = self
+                .inner
+                .try_wait()
+                .unwrap_or_else(|e| panic!("waiting for {}: {e}", self.label));
         }
         self.status
     }
 
     /// Waits for the first stdout line satisfying `pred` and returns it.
     /// Panics (with the process's stderr) if it exits first or `timeout` passes.
-    pub fn wait_for_line(&mut self, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for_line(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self.stdout.text().lines().find(|l| pred(l)) {
@@ -179,7 +201,11 @@ impl Child {
     /// Waits for exit (bounded) and returns everything it printed.
     pub fn output_within(mut self, timeout: Duration) -> Output {
         let status = self.wait_within(timeout);
-        Output { status, stdout: self.stdout.bytes(), stderr: self.stderr.bytes() }
+        Output {
+            status,
+            stdout: self.stdout.bytes(),
+            stderr: self.stderr.bytes(),
+        }
     }
 }
 
@@ -189,7 +215,12 @@ impl Drop for Child {
         if thread::panicking() {
             let err = self.stderr();
             if !err.trim().is_empty() {
-                eprintln!("--- stderr of {} (pid {}) ---\n{}", self.label, self.inner.id(), tail(&err, 80));
+                eprintln!(
+                    "--- stderr of {} (pid {}) ---\n{}",
+                    self.label,
+                    self.inner.id(),
+                    tail(&err, 80)
+                );
             }
         }
     }

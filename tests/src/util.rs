@@ -91,7 +91,10 @@ pub fn unique() -> u32 {
 /// Indexes N whose `10.201.N.x` is on an interface that is not this
 /// harness's own (stale) veth `mwt<N>a`.
 fn foreign_subnets() -> Vec<u32> {
-    let out = Command::new("ip").args(["-o", "addr", "show"]).output().expect("running `ip -o addr show`");
+    let out = Command::new("ip")
+        .args(["-o", "addr", "show"])
+        .output()
+        .expect("running `ip -o addr show`");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut used = Vec::new();
     for line in text.lines() {
@@ -190,7 +193,10 @@ fn sweep_stale() {
             if let Some(pid) = owner_pid(&name, crate::cgroup::PREFIX)
                 && !pid_alive(pid)
             {
-                eprintln!("mcp-warden-tests: removing stale cgroup {}", e.path().display());
+                eprintln!(
+                    "mcp-warden-tests: removing stale cgroup {}",
+                    e.path().display()
+                );
                 crate::cgroup::kill_and_remove(&e.path());
             }
         }
@@ -202,7 +208,10 @@ fn sweep_stale() {
             if let Some(pid) = owner_pid(&name, crate::agent::INSTANCE_PREFIX)
                 && !pid_alive(pid)
             {
-                eprintln!("mcp-warden-tests: removing stale pins {}", e.path().display());
+                eprintln!(
+                    "mcp-warden-tests: removing stale pins {}",
+                    e.path().display()
+                );
                 crate::agent::remove_pin_dir(&e.path());
             }
         }

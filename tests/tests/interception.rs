@@ -28,7 +28,12 @@ fn world() -> World {
     let cg = TestCgroup::new();
     let ns = NetNs::new();
     let srv = ns.http_server(&[8080, 8081]);
-    World { srv, ns, cg, tmp: tempfile::tempdir().unwrap() }
+    World {
+        srv,
+        ns,
+        cg,
+        tmp: tempfile::tempdir().unwrap(),
+    }
 }
 
 impl World {
@@ -72,7 +77,9 @@ fn of_kind<'a>(recs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 /// Records whose identity names `pid`.
 fn of_pid(recs: &[Value], pid: u32) -> Vec<&Value> {
-    recs.iter().filter(|r| r["identity"]["pid"] == pid).collect()
+    recs.iter()
+        .filter(|r| r["identity"]["pid"] == pid)
+        .collect()
 }
 
 /// Every record of `session`.
@@ -87,27 +94,51 @@ fn wait_connect_close(agent: &Agent, pid: u32) -> (Value, Value) {
         of_pid(recs, pid)
             .iter()
             .filter(|r| r["kind"] == "connect")
-            .any(|c| of_session(recs, s(&c["session"])).iter().any(|r| r["kind"] == "close"))
+            .any(|c| {
+                of_session(recs, s(&c["session"]))
+                    .iter()
+                    .any(|r| r["kind"] == "close")
+            })
     });
-    let connects: Vec<&Value> = of_pid(&recs, pid).into_iter().filter(|r| r["kind"] == "connect").collect();
-    assert_eq!(connects.len(), 1, "pid {pid} made one connection, records: {connects:#?}");
+    let connects: Vec<&Value> = of_pid(&recs, pid)
+        .into_iter()
+        .filter(|r| r["kind"] == "connect")
+        .collect();
+    assert_eq!(
+        connects.len(),
+        1,
+        "pid {pid} made one connection, records: {connects:#?}"
+    );
     let connect = connects[0].clone();
     let session = s(&connect["session"]).to_string();
-    assert!(!session.is_empty(), "connect record without a session: {connect}");
+    assert!(
+        !session.is_empty(),
+        "connect record without a session: {connect}"
+    );
     let in_session = of_session(&recs, &session);
     let closes: Vec<&&Value> = in_session.iter().filter(|r| r["kind"] == "close").collect();
     assert_eq!(closes.len(), 1, "one close per session: {in_session:#?}");
     let close = (*closes[0]).clone();
-    assert!(close["seq"].as_u64() > connect["seq"].as_u64(), "close after connect: {connect}\n{close}");
+    assert!(
+        close["seq"].as_u64() > connect["seq"].as_u64(),
+        "close after connect: {connect}\n{close}"
+    );
     (connect, close)
 }
 
 /// Records are numbered 1, 2, 3, ... in order and time-stamped in UTC.
 fn assert_well_formed(recs: &[Value]) {
     for (i, r) in recs.iter().enumerate() {
-        assert_eq!(r["seq"].as_u64(), Some(i as u64 + 1), "seq runs 1, 2, 3, ...: record {i} is {r}");
+        assert_eq!(
+            r["seq"].as_u64(),
+            Some(i as u64 + 1),
+            "seq runs 1, 2, 3, ...: record {i} is {r}"
+        );
         assert!(s(&r["ts"]).ends_with('Z'), "ts in UTC: {r}");
-        assert!(["connect", "close", "reject"].contains(&s(&r["kind"])), "kind: {r}");
+        assert!(
+            ["connect", "close", "reject"].contains(&s(&r["kind"])),
+            "kind: {r}"
+        );
     }
 }
 
@@ -124,7 +155,10 @@ fn assert_connect(rec: &Value, who: &Who, orig_dst: &str, endpoint: &str) {
     assert_eq!(rec["kind"], "connect", "{rec:#}");
     assert_eq!(rec["endpoint"], endpoint, "endpoint: {rec:#}");
     assert_eq!(rec["orig_dst"], orig_dst, "orig_dst: {rec:#}");
-    assert_eq!(rec["upstream"], orig_dst, "upstream (the agent dials the original destination): {rec:#}");
+    assert_eq!(
+        rec["upstream"], orig_dst,
+        "upstream (the agent dials the original destination): {rec:#}"
+    );
     let id = &rec["identity"];
     assert_eq!(id["pid"], who.pid, "identity.pid: {rec:#}");
     assert!(id["tid"].as_u64().is_some(), "identity.tid: {rec:#}");
@@ -133,7 +167,11 @@ fn assert_connect(rec: &Value, who: &Who, orig_dst: &str, endpoint: &str) {
     assert_eq!(id["user"], "root", "identity.user: {rec:#}");
     assert_eq!(id["group"], "root", "identity.group: {rec:#}");
     assert_eq!(id["comm"], who.comm, "identity.comm: {rec:#}");
-    assert_eq!(id["exe"], who.exe.to_str().unwrap(), "identity.exe: {rec:#}");
+    assert_eq!(
+        id["exe"],
+        who.exe.to_str().unwrap(),
+        "identity.exe: {rec:#}"
+    );
     assert!(
         s(&id["cmdline"]).starts_with(who.cmdline_starts),
         "identity.cmdline should start with {:?}: {rec:#}",
@@ -141,21 +179,37 @@ fn assert_connect(rec: &Value, who: &Who, orig_dst: &str, endpoint: &str) {
     );
     assert_eq!(id["cgroup"], who.cg.rel(), "identity.cgroup: {rec:#}");
     assert_eq!(id["cgroup_id"], who.cg.id(), "identity.cgroup_id: {rec:#}");
-    assert!(id.get("unit").is_some() && id.get("ci").is_some(), "unit and ci are present (null): {rec:#}");
+    assert!(
+        id.get("unit").is_some() && id.get("ci").is_some(),
+        "unit and ci are present (null): {rec:#}"
+    );
 }
 
 fn assert_close(rec: &Value, min_up: u64, min_down: u64) {
     assert_eq!(rec["kind"], "close", "{rec:#}");
     assert_eq!(rec["outcome"], "ok", "outcome: {rec:#}");
-    let up = rec["bytes_up"].as_u64().unwrap_or_else(|| panic!("bytes_up: {rec:#}"));
-    let down = rec["bytes_down"].as_u64().unwrap_or_else(|| panic!("bytes_down: {rec:#}"));
+    let up = rec["bytes_up"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("bytes_up: {rec:#}"));
+    let down = rec["bytes_down"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("bytes_down: {rec:#}"));
     assert!(up >= min_up, "bytes_up {up} < {min_up}: {rec:#}");
     assert!(down >= min_down, "bytes_down {down} < {min_down}: {rec:#}");
-    assert!(rec["duration_ms"].as_u64().is_some(), "duration_ms: {rec:#}");
+    assert!(
+        rec["duration_ms"].as_u64().is_some(),
+        "duration_ms: {rec:#}"
+    );
 }
 
 fn curl_who<'a>(pid: u32, cg: &'a TestCgroup) -> Who<'a> {
-    Who { pid, comm: "curl", exe: Path::new("/usr/bin/curl"), cmdline_starts: "curl ", cg }
+    Who {
+        pid,
+        comm: "curl",
+        exe: Path::new("/usr/bin/curl"),
+        cmdline_starts: "curl ",
+        cg,
+    }
 }
 
 /// comm and exe of the peers' Python: comm is the name it was exec'd by
@@ -168,7 +222,8 @@ fn python_names() -> (String, PathBuf) {
 }
 
 fn json_body(r: &CurlRun) -> Value {
-    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("curl printed non-JSON ({e}): {:?}", r.stdout))
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("curl printed non-JSON ({e}): {:?}", r.stdout))
 }
 
 // ---------------------------------------------------------------- tests
@@ -196,17 +251,36 @@ fn megabytes_relay_intact_and_records_name_the_caller() {
     );
     down.assert_ok();
     let headers = std::fs::read_to_string(&hdr).unwrap().to_lowercase();
-    let want = headers.lines().find_map(|l| l.strip_prefix("x-sha256: ")).expect("X-Sha256 header").trim().to_string();
-    assert_eq!(std::fs::metadata(&dl).unwrap().len(), size as u64, "download size");
+    let want = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("x-sha256: "))
+        .expect("X-Sha256 header")
+        .trim()
+        .to_string();
+    assert_eq!(
+        std::fs::metadata(&dl).unwrap().len(),
+        size as u64,
+        "download size"
+    );
     assert_eq!(sha256_file(&dl), want, "download digest");
 
     // upload
     let up = w.file("upload");
     let sha = write_payload(&up, size, 7);
-    let upload =
-        curl(Some(&w.cg), &["--data-binary".to_string(), format!("@{}", up.display()), w.url(8080, "/upload")]);
+    let upload = curl(
+        Some(&w.cg),
+        &[
+            "--data-binary".to_string(),
+            format!("@{}", up.display()),
+            w.url(8080, "/upload"),
+        ],
+    );
     upload.assert_ok();
-    assert_eq!(json_body(&upload), json!({"len": size, "sha256": sha}), "the server got the upload intact");
+    assert_eq!(
+        json_body(&upload),
+        json!({"len": size, "sha256": sha}),
+        "the server got the upload intact"
+    );
 
     // the socket client, upload on one connection
     let out = w.sock_client(&[
@@ -225,7 +299,10 @@ fn megabytes_relay_intact_and_records_name_the_caller() {
     let dst = w.v4(8080);
     let (c, cl) = wait_connect_close(&agent, down.pid);
     assert_connect(&c, &curl_who(down.pid, &w.cg), &dst, "web");
-    assert!(s(&c["client"]).starts_with("127.0.0.1:"), "client is the redirected socket: {c:#}");
+    assert!(
+        s(&c["client"]).starts_with("127.0.0.1:"),
+        "client is the redirected socket: {c:#}"
+    );
     assert_close(&cl, 0, size as u64);
 
     let (c, cl) = wait_connect_close(&agent, upload.pid);
@@ -235,15 +312,29 @@ fn megabytes_relay_intact_and_records_name_the_caller() {
     let (comm, exe) = python_names();
     let (c, cl) = wait_connect_close(&agent, py_pid);
     let py = python();
-    let who = Who { pid: py_pid, comm: &comm, exe: &exe, cmdline_starts: py.to_str().unwrap(), cg: &w.cg };
+    let who = Who {
+        pid: py_pid,
+        comm: &comm,
+        exe: &exe,
+        cmdline_starts: py.to_str().unwrap(),
+        cg: &w.cg,
+    };
     assert_connect(&c, &who, &dst, "web");
     assert_close(&cl, size as u64, 0);
 
     let recs = agent.export();
     assert_well_formed(&recs);
-    assert_eq!(of_kind(&recs, "connect").len(), 3, "three connections, three connect records");
+    assert_eq!(
+        of_kind(&recs, "connect").len(),
+        3,
+        "three connections, three connect records"
+    );
     assert_eq!(of_kind(&recs, "reject").len(), 0, "no rejects: {recs:#?}");
-    assert_eq!(w.srv.count(8080), 3, "every request reached the server once");
+    assert_eq!(
+        w.srv.count(8080),
+        3,
+        "every request reached the server once"
+    );
 }
 
 /// (2) getpeername() in the client shows the original destination, and the
@@ -252,13 +343,28 @@ fn megabytes_relay_intact_and_records_name_the_caller() {
 fn getpeername_shows_the_original_destination() {
     let w = world();
     let agent = w.agent(&[w.v4(8080)]).start();
-    let out =
-        w.sock_client(&["--family", "4", "--host", &w.ns.peer_v4().to_string(), "--port", "8080", "--repeat", "3"]);
+    let out = w.sock_client(&[
+        "--family",
+        "4",
+        "--host",
+        &w.ns.peer_v4().to_string(),
+        "--port",
+        "8080",
+        "--repeat",
+        "3",
+    ]);
     assert!(out.status.success(), "{out:#?}");
     let conn = out.expect_event("connected");
-    assert_eq!(conn["peername"], json!([w.ns.peer_v4().to_string(), 8080]), "getpeername: {conn}");
     assert_eq!(
-        out.lines.iter().filter(|l| l["event"] == "result" && l["ok"] == true).count(),
+        conn["peername"],
+        json!([w.ns.peer_v4().to_string(), 8080]),
+        "getpeername: {conn}"
+    );
+    assert_eq!(
+        out.lines
+            .iter()
+            .filter(|l| l["event"] == "result" && l["ok"] == true)
+            .count(),
         3,
         "keep-alive: {out:#?}"
     );
@@ -266,7 +372,10 @@ fn getpeername_shows_the_original_destination() {
     let pid = conn["pid"].as_u64().unwrap() as u32;
     let (c, _) = wait_connect_close(&agent, pid);
     let local = format!("{}:{}", s(&conn["sockname"][0]), conn["sockname"][1]);
-    assert_eq!(c["client"], local, "the record's client is the client's socket (getsockname): {c:#}");
+    assert_eq!(
+        c["client"], local,
+        "the record's client is the client's socket (getsockname): {c:#}"
+    );
     assert_eq!(w.srv.count(8080), 3);
 }
 
@@ -279,16 +388,31 @@ fn ipv6_and_ipv4_mapped_destinations_are_intercepted() {
     let v6 = w.ns.peer_v6().to_string();
 
     // curl over IPv6
-    let r = curl(Some(&w.cg), &["-g".to_string(), format!("http://{}/hello", w.v6(8080))]);
+    let r = curl(
+        Some(&w.cg),
+        &["-g".to_string(), format!("http://{}/hello", w.v6(8080))],
+    );
     r.assert_ok();
     assert_eq!(r.stdout, "hello from port 8080\n");
     let (c, cl) = wait_connect_close(&agent, r.pid);
     assert_connect(&c, &curl_who(r.pid, &w.cg), &w.v6(8080), "web");
-    assert!(s(&c["client"]).starts_with("[::1]:"), "lands on the IPv6 listener: {c:#}");
+    assert!(
+        s(&c["client"]).starts_with("[::1]:"),
+        "lands on the IPv6 listener: {c:#}"
+    );
     assert_close(&cl, 1, 1);
 
     // a raw IPv6 socket
-    let out = w.sock_client(&["--family", "6", "--host", &v6, "--port", "8080", "--send-bytes", "200000"]);
+    let out = w.sock_client(&[
+        "--family",
+        "6",
+        "--host",
+        &v6,
+        "--port",
+        "8080",
+        "--send-bytes",
+        "200000",
+    ]);
     assert!(out.status.success(), "{out:#?}");
     assert_eq!(out.expect_event("connected")["peername"], json!([v6, 8080]));
     let pid = out.expect_event("connected")["pid"].as_u64().unwrap() as u32;
@@ -298,16 +422,36 @@ fn ipv6_and_ipv4_mapped_destinations_are_intercepted() {
 
     // a dual-stack socket dialling ::ffff:10.201.N.2
     let mapped = format!("::ffff:{}", w.ns.peer_v4());
-    let out = w.sock_client(&["--family", "6", "--host", &mapped, "--port", "8080", "--send-bytes", "200000"]);
+    let out = w.sock_client(&[
+        "--family",
+        "6",
+        "--host",
+        &mapped,
+        "--port",
+        "8080",
+        "--send-bytes",
+        "200000",
+    ]);
     assert!(out.status.success(), "{out:#?}");
-    assert_eq!(out.expect_event("connected")["peername"], json!([mapped, 8080]), "getpeername keeps the mapped form");
+    assert_eq!(
+        out.expect_event("connected")["peername"],
+        json!([mapped, 8080]),
+        "getpeername keeps the mapped form"
+    );
     let pid = out.expect_event("connected")["pid"].as_u64().unwrap() as u32;
     let (c, cl) = wait_connect_close(&agent, pid);
     assert_eq!(c["endpoint"], "web");
     // a mapped destination is recorded as the IPv4 address it stands for
-    assert_eq!(c["orig_dst"], w.v4(8080), "orig_dst of a ::ffff: dial: {c:#}");
+    assert_eq!(
+        c["orig_dst"],
+        w.v4(8080),
+        "orig_dst of a ::ffff: dial: {c:#}"
+    );
     assert_eq!(c["upstream"], w.v4(8080), "{c:#}");
-    assert!(s(&c["client"]).starts_with("127.0.0.1:"), "lands on the IPv4 listener: {c:#}");
+    assert!(
+        s(&c["client"]).starts_with("127.0.0.1:"),
+        "lands on the IPv4 listener: {c:#}"
+    );
     assert_close(&cl, 200000, 0);
     assert_eq!(w.srv.count(8080), 3);
 }
@@ -321,9 +465,19 @@ fn unmatched_destinations_and_outside_processes_go_direct() {
 
     // in the cgroup, to an unconfigured port of the same host
     w.hello_in_cgroup(8081).assert_ok();
-    let out = w.sock_client(&["--family", "4", "--host", &w.ns.peer_v4().to_string(), "--port", "8081"]);
+    let out = w.sock_client(&[
+        "--family",
+        "4",
+        "--host",
+        &w.ns.peer_v4().to_string(),
+        "--port",
+        "8081",
+    ]);
     assert!(out.status.success(), "{out:#?}");
-    assert_eq!(out.expect_event("connected")["peername"], json!([w.ns.peer_v4().to_string(), 8081]));
+    assert_eq!(
+        out.expect_event("connected")["peername"],
+        json!([w.ns.peer_v4().to_string(), 8081])
+    );
     assert!(
         s(&out.expect_event("connected")["sockname"][0]) == w.ns.host_v4().to_string(),
         "direct: the socket's own address is on the veth, not loopback: {out:#?}"
@@ -340,8 +494,15 @@ fn unmatched_destinations_and_outside_processes_go_direct() {
     control.assert_ok();
     let (c, _) = wait_connect_close(&agent, control.pid);
     let recs = agent.export();
-    assert!(recs.iter().all(|r| r["session"] == c["session"]), "only the control connection is recorded: {recs:#?}");
-    assert_eq!(recs.len(), 2, "connect + close of the control connection only: {recs:#?}");
+    assert!(
+        recs.iter().all(|r| r["session"] == c["session"]),
+        "only the control connection is recorded: {recs:#?}"
+    );
+    assert_eq!(
+        recs.len(),
+        2,
+        "connect + close of the control connection only: {recs:#?}"
+    );
     assert_eq!(w.srv.count(8080), 2);
 }
 
@@ -352,7 +513,10 @@ fn agent_inside_the_cgroup_does_not_intercept_itself() {
     let w = world();
     let agent = w.agent(&[w.v4(8080)]).inside(&w.cg).start();
     let pid = agent.pid().unwrap();
-    assert!(w.cg.procs().contains(&pid), "the agent runs in the test cgroup");
+    assert!(
+        w.cg.procs().contains(&pid),
+        "the agent runs in the test cgroup"
+    );
 
     let r = w.hello_in_cgroup(8080);
     r.assert_ok();
@@ -361,9 +525,16 @@ fn agent_inside_the_cgroup_does_not_intercept_itself() {
     assert_connect(&c, &curl_who(r.pid, &w.cg), &w.v4(8080), "web");
     assert_close(&cl, 1, 1);
     let recs = agent.export();
-    assert_eq!(of_kind(&recs, "connect").len(), 1, "exactly one connect record: {recs:#?}");
+    assert_eq!(
+        of_kind(&recs, "connect").len(),
+        1,
+        "exactly one connect record: {recs:#?}"
+    );
     assert_eq!(of_kind(&recs, "reject").len(), 0, "no rejects: {recs:#?}");
-    assert!(of_pid(&recs, pid).is_empty(), "nothing attributed to the agent itself: {recs:#?}");
+    assert!(
+        of_pid(&recs, pid).is_empty(),
+        "nothing attributed to the agent itself: {recs:#?}"
+    );
     assert_eq!(w.srv.count(8080), 1, "one request reached the server");
 }
 
@@ -386,26 +557,41 @@ fn two_hundred_concurrent_connections_relay_correctly() {
         &bytes.to_string(),
     ]);
     let out = PeerOutput::run(cmd, PEER_TIMEOUT);
-    let summary = &out.lines.first().unwrap_or_else(|| panic!("no summary: {out:#?}"));
+    let summary = &out
+        .lines
+        .first()
+        .unwrap_or_else(|| panic!("no summary: {out:#?}"));
     assert!(out.status.success(), "{summary}\n{}", out.stderr);
     assert_eq!(summary["connected"], n, "{summary}");
     assert_eq!(summary["ok"], n, "{summary}");
-    assert_eq!(summary["peer_ok"], n, "getpeername on every socket: {summary}");
+    assert_eq!(
+        summary["peer_ok"], n,
+        "getpeername on every socket: {summary}"
+    );
     let pid = summary["pid"].as_u64().unwrap() as u32;
 
     let recs = agent.wait_records(&format!("{n} close records of pid {pid}"), |recs| {
         let sessions: Vec<&str> = of_pid(recs, pid).iter().map(|r| s(&r["session"])).collect();
-        recs.iter().filter(|r| r["kind"] == "close" && sessions.contains(&s(&r["session"]))).count() >= n
+        recs.iter()
+            .filter(|r| r["kind"] == "close" && sessions.contains(&s(&r["session"])))
+            .count()
+            >= n
     });
     assert_well_formed(&recs);
-    let connects: Vec<&Value> = of_pid(&recs, pid).into_iter().filter(|r| r["kind"] == "connect").collect();
+    let connects: Vec<&Value> = of_pid(&recs, pid)
+        .into_iter()
+        .filter(|r| r["kind"] == "connect")
+        .collect();
     assert_eq!(connects.len(), n, "one connect per connection");
     let mut sessions: Vec<&str> = connects.iter().map(|r| s(&r["session"])).collect();
     sessions.sort();
     sessions.dedup();
     assert_eq!(sessions.len(), n, "distinct sessions");
     for sess in sessions {
-        let close = recs.iter().find(|r| r["kind"] == "close" && r["session"] == sess).unwrap();
+        let close = recs
+            .iter()
+            .find(|r| r["kind"] == "close" && r["session"] == sess)
+            .unwrap();
         assert_close(close, bytes as u64, 1);
     }
     assert_eq!(of_kind(&recs, "reject").len(), 0);
@@ -416,11 +602,23 @@ fn two_hundred_concurrent_connections_relay_correctly() {
 fn assert_refused(w: &World, when: &str) {
     let before = w.srv.count(8080);
     let r = w.hello_in_cgroup(8080);
-    assert_ne!(r.code(), Some(0), "{when}: a matching connection must fail, but curl succeeded: {r:?}");
+    assert_ne!(
+        r.code(),
+        Some(0),
+        "{when}: a matching connection must fail, but curl succeeded: {r:?}"
+    );
     if r.code() != Some(7) {
-        eprintln!("NOTE: {when}: curl exit {:?} (7 = connection refused expected): {}", r.code(), r.stderr.trim());
+        eprintln!(
+            "NOTE: {when}: curl exit {:?} (7 = connection refused expected): {}",
+            r.code(),
+            r.stderr.trim()
+        );
     }
-    assert_eq!(w.srv.count(8080), before, "{when}: nothing may reach the server");
+    assert_eq!(
+        w.srv.count(8080),
+        before,
+        "{when}: nothing may reach the server"
+    );
 }
 
 /// Asserts that a matching connection from the cgroup reaches the server directly.
@@ -428,7 +626,11 @@ fn assert_direct(w: &World, agent: &Agent, when: &str) {
     let before = w.srv.count(8080);
     let recs_before = agent.export().len();
     w.hello_in_cgroup(8080).assert_ok();
-    assert_eq!(w.srv.count(8080), before + 1, "{when}: the server is reached");
+    assert_eq!(
+        w.srv.count(8080),
+        before + 1,
+        "{when}: the server is reached"
+    );
     assert_eq!(agent.export().len(), recs_before, "{when}: no record");
 }
 
@@ -447,7 +649,11 @@ fn fail_closed_after_kill9_refuses_until_restart() {
     let w = world();
     let mut agent = w.agent(&[w.v4(8080)]).start();
     assert_intercepted(&w, &agent);
-    assert!(agent.pin_dir().exists(), "fail-closed pins under {}", agent.pin_dir().display());
+    assert!(
+        agent.pin_dir().exists(),
+        "fail-closed pins under {}",
+        agent.pin_dir().display()
+    );
 
     agent.kill9();
     assert!(agent.pin_dir().exists(), "the pins outlive the agent");
@@ -461,7 +667,11 @@ fn fail_closed_after_kill9_refuses_until_restart() {
     assert_refused(&w, "after a second kill -9");
     let out = agent.detach();
     assert!(out.status.success(), "detach: {}", output_text(&out.stderr));
-    assert!(!agent.pin_dir().exists(), "detach removes {}", agent.pin_dir().display());
+    assert!(
+        !agent.pin_dir().exists(),
+        "detach removes {}",
+        agent.pin_dir().display()
+    );
     assert_direct(&w, &agent, "after detach");
 }
 
@@ -476,7 +686,10 @@ fn fail_closed_after_sigterm_refuses_until_restart_and_detach_goes_direct() {
 
     let st = agent.stop();
     assert!(st.success(), "SIGTERM: exit 0, got {st}");
-    assert!(!agent.ready_path().exists(), "a clean exit removes the ready file");
+    assert!(
+        !agent.ready_path().exists(),
+        "a clean exit removes the ready file"
+    );
     assert!(agent.pin_dir().exists(), "the pins outlive the agent");
     assert_refused(&w, "after SIGTERM");
 
@@ -489,18 +702,45 @@ fn fail_closed_after_sigterm_refuses_until_restart_and_detach_goes_direct() {
     assert!(agent.stop().success());
     let out = agent.detach();
     assert!(out.status.success(), "detach: {}", output_text(&out.stderr));
-    assert!(!agent.pin_dir().exists(), "detach removes {}", agent.pin_dir().display());
+    assert!(
+        !agent.pin_dir().exists(),
+        "detach removes {}",
+        agent.pin_dir().display()
+    );
     let cfg = agent.config_path().to_string_lossy().into_owned();
     let st = agent.run_subcommand(&["status", "--config", &cfg, "--json"]);
-    let st_json: Value = serde_json::from_slice(&st.stdout)
-        .unwrap_or_else(|e| panic!("`status --json` is not JSON ({e}): {}", output_text(&st.stdout)));
-    assert_eq!(st_json["links"], json!([]), "`status` after detach: {st_json}");
-    assert_eq!(st.status.code(), Some(3), "`status` exits 3 when the agent is not running: {st_json}");
+    let st_json: Value = serde_json::from_slice(&st.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`status --json` is not JSON ({e}): {}",
+            output_text(&st.stdout)
+        )
+    });
+    assert_eq!(
+        st_json["links"],
+        json!([]),
+        "`status` after detach: {st_json}"
+    );
+    assert_eq!(
+        st.status.code(),
+        Some(3),
+        "`status` exits 3 when the agent is not running: {st_json}"
+    );
     assert_direct(&w, &agent, "after detach");
     // still nothing attached a moment later, and the socket client goes direct too
-    let out = w.sock_client(&["--family", "4", "--host", &w.ns.peer_v4().to_string(), "--port", "8080"]);
+    let out = w.sock_client(&[
+        "--family",
+        "4",
+        "--host",
+        &w.ns.peer_v4().to_string(),
+        "--port",
+        "8080",
+    ]);
     assert!(out.status.success(), "{out:#?}");
-    assert_eq!(s(&out.expect_event("connected")["sockname"][0]), w.ns.host_v4().to_string(), "direct: {out:#?}");
+    assert_eq!(
+        s(&out.expect_event("connected")["sockname"][0]),
+        w.ns.host_v4().to_string(),
+        "direct: {out:#?}"
+    );
 }
 
 /// (8) Fail-open: once the agent is gone (SIGTERM, or kill -9) traffic goes direct.
@@ -509,7 +749,10 @@ fn fail_open_goes_direct_when_the_agent_stops() {
     let w = world();
     let mut agent = w.agent(&[w.v4(8080)]).fail_mode("open").start();
     assert_intercepted(&w, &agent);
-    assert!(!agent.pin_dir().join("links").exists(), "fail-open pins no links");
+    assert!(
+        !agent.pin_dir().join("links").exists(),
+        "fail-open pins no links"
+    );
 
     assert!(agent.stop().success());
     assert_direct(&w, &agent, "fail-open after SIGTERM");
@@ -563,20 +806,73 @@ fn bad_configs_are_refused_with_file_line_and_key() {
     let mut cmd = warden();
     cmd.arg("check-config").arg(&good);
     let out = run(cmd, Duration::from_secs(30));
-    assert!(out.status.success(), "the valid base config is accepted: {}", output_text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the valid base config is accepted: {}",
+        output_text(&out.stderr)
+    );
 
-    let missing_cg = format!("{}/mcp-warden-test-missing-{}", cgroup2_root().display(), std::process::id());
+    let missing_cg = format!(
+        "{}/mcp-warden-test-missing-{}",
+        cgroup2_root().display(),
+        std::process::id()
+    );
     // (name, config text, line, key texts that must appear)
     let cases: Vec<(&str, String, usize, Vec<&str>)> = vec![
-        ("syntax", base("", &cgp, "0x4d57", "\"127.0.0.1:1", good_match), 3, vec![]),
-        ("unknown-key", base("colour = \"blue\"", &cgp, "0x4d57", &listen, good_match), 10, vec!["agent", "colour"]),
-        ("wrong-type", base("", &cgp, "\"lots\"", &listen, good_match), 9, vec!["agent.mark"]),
-        ("bad-port", base("", &cgp, "0x4d57", &listen, "\"10.201.250.4:99999\""), 18, vec!["endpoint[1].match[1]"]),
-        ("bad-address", base("", &cgp, "0x4d57", &listen, "\"10.201.250.300:8080\""), 18, vec!["endpoint[1].match[1]"]),
-        ("bad-listen", base("", &cgp, "0x4d57", "\"not-an-address\"", good_match), 3, vec!["agent.listen"]),
-        ("missing-cgroup", base("", &missing_cg, "0x4d57", &listen, good_match), 5, vec!["agent.cgroup"]),
-        ("duplicate", base("", &cgp, "0x4d57", &listen, "\"10.201.250.2:8080\""), 18, vec!["endpoint[1].match[1]"]),
-        ("bad-mark", base("", &cgp, "0", &listen, good_match), 9, vec!["agent.mark"]),
+        (
+            "syntax",
+            base("", &cgp, "0x4d57", "\"127.0.0.1:1", good_match),
+            3,
+            vec![],
+        ),
+        (
+            "unknown-key",
+            base("colour = \"blue\"", &cgp, "0x4d57", &listen, good_match),
+            10,
+            vec!["agent", "colour"],
+        ),
+        (
+            "wrong-type",
+            base("", &cgp, "\"lots\"", &listen, good_match),
+            9,
+            vec!["agent.mark"],
+        ),
+        (
+            "bad-port",
+            base("", &cgp, "0x4d57", &listen, "\"10.201.250.4:99999\""),
+            18,
+            vec!["endpoint[1].match[1]"],
+        ),
+        (
+            "bad-address",
+            base("", &cgp, "0x4d57", &listen, "\"10.201.250.300:8080\""),
+            18,
+            vec!["endpoint[1].match[1]"],
+        ),
+        (
+            "bad-listen",
+            base("", &cgp, "0x4d57", "\"not-an-address\"", good_match),
+            3,
+            vec!["agent.listen"],
+        ),
+        (
+            "missing-cgroup",
+            base("", &missing_cg, "0x4d57", &listen, good_match),
+            5,
+            vec!["agent.cgroup"],
+        ),
+        (
+            "duplicate",
+            base("", &cgp, "0x4d57", &listen, "\"10.201.250.2:8080\""),
+            18,
+            vec!["endpoint[1].match[1]"],
+        ),
+        (
+            "bad-mark",
+            base("", &cgp, "0", &listen, good_match),
+            9,
+            vec!["agent.mark"],
+        ),
     ];
     let pin_dir = Path::new("/sys/fs/bpf/mcp-warden").join(&instance);
     let mut failures = Vec::new();
@@ -598,11 +894,17 @@ fn bad_configs_are_refused_with_file_line_and_key() {
                 continue;
             }
             if !err.contains(&want_pos) {
-                failures.push(format!("{name}: `{sub}` error does not name {want_pos:?}: {}", err.trim()));
+                failures.push(format!(
+                    "{name}: `{sub}` error does not name {want_pos:?}: {}",
+                    err.trim()
+                ));
             }
             for k in &keys {
                 if !err.contains(k) {
-                    failures.push(format!("{name}: `{sub}` error does not name key {k:?}: {}", err.trim()));
+                    failures.push(format!(
+                        "{name}: `{sub}` error does not name key {k:?}: {}",
+                        err.trim()
+                    ));
                 }
             }
             if pin_dir.exists() {
@@ -633,12 +935,19 @@ fn hostname_endpoint_is_resolved_and_intercepted() {
     let cg = TestCgroup::new();
     let srv = HttpServer::start_local("127.0.0.1".parse().unwrap(), &[free_port()]);
     let port = srv.port();
-    let agent = Agent::builder(&cg).endpoint("local", &[format!("localhost:{port}")]).start();
+    let agent = Agent::builder(&cg)
+        .endpoint("local", &[format!("localhost:{port}")])
+        .start();
     let r = curl(Some(&cg), &[format!("http://127.0.0.1:{port}/hello")]);
     r.assert_ok();
     assert_eq!(r.stdout, format!("hello from port {port}\n"));
     let (c, cl) = wait_connect_close(&agent, r.pid);
-    assert_connect(&c, &curl_who(r.pid, &cg), &format!("127.0.0.1:{port}"), "local");
+    assert_connect(
+        &c,
+        &curl_who(r.pid, &cg),
+        &format!("127.0.0.1:{port}"),
+        "local",
+    );
     assert_close(&cl, 1, 1);
     assert_eq!(srv.count(port), 1);
 }
@@ -655,23 +964,37 @@ fn sighup_reloads_endpoints_and_keeps_running_on_a_bad_file() {
     agent.set_endpoints(&[("web", &[w.v4(8080), w.v4(8081)])]);
     agent.reload();
     // the reload is asynchronous: poll until a connection to 8081 is recorded
-    let pid = wait_until(WAIT, "a connection to :8081 to be intercepted after SIGHUP", || {
-        let r = w.hello_in_cgroup(8081);
-        r.assert_ok();
-        std::thread::sleep(Duration::from_millis(300));
-        of_pid(&agent.export(), r.pid).first().map(|_| r.pid)
-    });
+    let pid = wait_until(
+        WAIT,
+        "a connection to :8081 to be intercepted after SIGHUP",
+        || {
+            let r = w.hello_in_cgroup(8081);
+            r.assert_ok();
+            std::thread::sleep(Duration::from_millis(300));
+            of_pid(&agent.export(), r.pid).first().map(|_| r.pid)
+        },
+    );
     let (c, _) = wait_connect_close(&agent, pid);
     assert_eq!(c["orig_dst"], w.v4(8081));
-    assert!(of_pid(&agent.export(), direct.pid).is_empty(), "before the reload 8081 went direct");
+    assert!(
+        of_pid(&agent.export(), direct.pid).is_empty(),
+        "before the reload 8081 went direct"
+    );
 
     let valid = agent.config_text();
     std::fs::write(agent.config_path(), "[agent\nthis is not toml\n").unwrap();
     agent.reload();
     // the refusal is logged with the file and line, like any config error
     let want = format!("{}:1:", agent.config_path().display());
-    wait_for(WAIT, format!("the agent to log the refused reload ({want})"), || agent.log().contains(&want));
-    assert!(agent.is_running(), "a bad file on SIGHUP does not stop the agent");
+    wait_for(
+        WAIT,
+        format!("the agent to log the refused reload ({want})"),
+        || agent.log().contains(&want),
+    );
+    assert!(
+        agent.is_running(),
+        "a bad file on SIGHUP does not stop the agent"
+    );
     let r = w.hello_in_cgroup(8081);
     r.assert_ok();
     std::fs::write(agent.config_path(), valid).unwrap(); // `audit export` and `detach` read it
@@ -686,10 +1009,19 @@ fn a_direct_connection_to_the_listener_is_rejected() {
     let w = world();
     let agent = w.agent(&[w.v4(8080)]).start();
     let r = curl(None, &[format!("http://{}/hello", agent.listen())]);
-    assert_ne!(r.code(), Some(0), "the agent must not answer an unattributed connection: {r:?}");
-    let recs = agent.wait_records("a reject record", |recs| !of_kind(recs, "reject").is_empty());
+    assert_ne!(
+        r.code(),
+        Some(0),
+        "the agent must not answer an unattributed connection: {r:?}"
+    );
+    let recs = agent.wait_records("a reject record", |recs| {
+        !of_kind(recs, "reject").is_empty()
+    });
     let rej = of_kind(&recs, "reject")[0];
-    assert!(!s(&rej["reason"]).is_empty(), "a reject carries a reason: {rej:#}");
+    assert!(
+        !s(&rej["reason"]).is_empty(),
+        "a reject carries a reason: {rej:#}"
+    );
     assert!(s(&rej["client"]).starts_with("127.0.0.1:"), "{rej:#}");
     assert_eq!(of_kind(&recs, "connect").len(), 0, "{recs:#?}");
     assert_eq!(w.srv.total(), 0, "nothing reached the server");
@@ -700,13 +1032,24 @@ fn a_direct_connection_to_the_listener_is_rejected() {
 #[test]
 fn cidr_endpoint_matches_addresses_inside_it_on_its_port() {
     let w = world();
-    let net = format!("{}/24:8080", w.ns.peer_v4().to_string().rsplit_once('.').map(|(a, _)| format!("{a}.0")).unwrap());
+    let net = format!(
+        "{}/24:8080",
+        w.ns.peer_v4()
+            .to_string()
+            .rsplit_once('.')
+            .map(|(a, _)| format!("{a}.0"))
+            .unwrap()
+    );
     let agent = w.agent(&[net]).start();
     assert_intercepted(&w, &agent);
     // same address, other port: not covered by the CIDR endpoint
     let before = agent.export().len();
     w.hello_in_cgroup(8081).assert_ok();
-    assert_eq!(agent.export().len(), before, "port 8081 is outside the endpoint");
+    assert_eq!(
+        agent.export().len(),
+        before,
+        "port 8081 is outside the endpoint"
+    );
 }
 
 /// With `listen6 = "off"`, a connection to an IPv6 endpoint has nowhere to
@@ -720,9 +1063,15 @@ fn ipv6_endpoint_without_ipv6_listener_is_refused() {
     let r = curl(Some(&w.cg), &[url.as_str()]);
     assert_ne!(r.code(), Some(0), "the connection must fail: {r:?}");
     assert_eq!(w.srv.count(8080), before, "nothing may reach the server");
-    assert!(agent.export().is_empty(), "nothing was relayed, so nothing recorded");
+    assert!(
+        agent.export().is_empty(),
+        "nothing was relayed, so nothing recorded"
+    );
     let cfg = agent.config_path().to_string_lossy().into_owned();
     let status = agent.run_subcommand(&["status", "--config", &cfg, "--json"]);
     let v: Value = serde_json::from_slice(&status.stdout).expect("status --json");
-    assert!(v["counters"]["no_listener6"].as_u64().unwrap_or(0) >= 1, "counted: {v}");
+    assert!(
+        v["counters"]["no_listener6"].as_u64().unwrap_or(0) >= 1,
+        "counted: {v}"
+    );
 }

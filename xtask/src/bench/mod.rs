@@ -18,7 +18,7 @@ use serde_json::Value;
 pub use load::{bulk_send, connect_loop, latency};
 
 const ROUNDS: usize = 3;
-const CONNECTS: u32 = 4000;
+const CONNECTS: u32 = 10000;
 const BULK_MB: u32 = 256;
 const ROUND_TRIPS: u32 = 2000;
 
@@ -27,7 +27,8 @@ pub fn run(bin: &Path) -> Result<()> {
     // SAFETY: single-threaded at this point; the harness reads it to find the binary.
     unsafe { std::env::set_var("MCP_WARDEN_BIN", bin) };
 
-    let sink = load::sink_server()?;
+    // the connect worker listens on this (non-endpoint) address itself
+    let sink: SocketAddr = "127.0.0.1:0".parse()?;
     let echo = load::echo_server()?;
     let bulk = load::bulk_server()?;
     let attached = TestCgroup::new();
