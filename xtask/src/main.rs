@@ -94,15 +94,68 @@ pub fn require_root(what: &str) -> Result<()> {
 }
 
 fn test(unit_only: bool, args: &[String]) -> Result<()> {
-    status(cargo().args(["test", "--workspace", "--exclude", "mcp-warden-tests"]))?;
-    if unit_only {
-        return Ok(());
+    let mut tally = Tally::default();
+    tally.run(cargo().args(["test", "--workspace", "--exclude", "mcp-warden-tests"]))?;
+    if !unit_only {
+        require_root("the integration tests")?;
+        let bin = build_agent(false)?;
+        let mut c = cargo();
+        c.args(["test", "-p", "mcp-warden-tests", "--"])
+            .args(args)
+            .env("MCP_WARDEN_BIN", &bin);
+        tally.run(&mut c)?;
     }
-    require_root("the integration tests")?;
-    let bin = build_agent(false)?;
-    let mut c = cargo();
-    c.args(["test", "-p", "mcp-warden-tests", "--"])
-        .args(args)
-        .env("MCP_WARDEN_BIN", &bin);
-    status(&mut c)
+    // one closing line over every test binary, for people and CI alike
+    println!("\ntotal: {} passed, {} failed", tally.passed, tally.failed);
+    Ok(())
+}
+
+/// Sums cargo test's "test result:" lines while passing its output through.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn run(&mut self, cmd: &mut Command) -> Result<()> {
+        use std::io::{BufRead, BufReader};
+        eprintln!("+ {cmd:?}");
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {cmd:?}"))?;
+        for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                self.passed += count_of(rest, " passed");
+                self.failed += count_of(rest, " failed");
+            }
+        }
+        let st = child.wait()?;
+        if !st.success() {
+            println!(
+                "\ntotal: {} passed, {} failed",
+                self.passed,
+                self.failed.max(1)
+            );
+            bail!("{cmd:?} failed: {st}");
+        }
+        Ok(())
+    }
+}
+
+/// The number before `label` in "ok. 58 passed; 0 failed; ...".
+fn count_of(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
