@@ -57,11 +57,22 @@ impl World {
     fn hello_in_cgroup(&self, port: u16) -> CurlRun {
         curl(Some(&self.cg), &[self.url(port, "/hello")])
     }
-    /// sock_client.py in the cgroup.
-    fn sock_client(&self, args: &[&str]) -> PeerOutput {
+    /// sock_client.py in the cgroup, dialling `host:port` over IPv`family`
+    /// with `extra` arguments; it must succeed.
+    fn sock_client(&self, family: u8, host: &str, port: u16, extra: &[&str]) -> PeerOutput {
         let mut cmd = python_command(Some(&self.cg), "sock_client.py");
-        cmd.args(args);
-        PeerOutput::run(cmd, PEER_TIMEOUT)
+        cmd.args([
+            "--family",
+            &family.to_string(),
+            "--host",
+            host,
+            "--port",
+            &port.to_string(),
+        ]);
+        cmd.args(extra);
+        let out = PeerOutput::run(cmd, PEER_TIMEOUT);
+        assert!(out.status.success(), "{out:#?}");
+        out
     }
 }
 
@@ -283,17 +294,12 @@ fn megabytes_relay_intact_and_records_name_the_caller() {
     );
 
     // the socket client, upload on one connection
-    let out = w.sock_client(&[
-        "--family",
-        "4",
-        "--host",
+    let out = w.sock_client(
+        4,
         &w.ns.peer_v4().to_string(),
-        "--port",
-        "8080",
-        "--send-bytes",
-        &size.to_string(),
-    ]);
-    assert!(out.status.success(), "{out:#?}");
+        8080,
+        &["--send-bytes", &size.to_string()],
+    );
     let py_pid = out.expect_event("connected")["pid"].as_u64().unwrap() as u32;
 
     let dst = w.v4(8080);
@@ -343,17 +349,7 @@ fn megabytes_relay_intact_and_records_name_the_caller() {
 fn getpeername_shows_the_original_destination() {
     let w = world();
     let agent = w.agent(&[w.v4(8080)]).start();
-    let out = w.sock_client(&[
-        "--family",
-        "4",
-        "--host",
-        &w.ns.peer_v4().to_string(),
-        "--port",
-        "8080",
-        "--repeat",
-        "3",
-    ]);
-    assert!(out.status.success(), "{out:#?}");
+    let out = w.sock_client(4, &w.ns.peer_v4().to_string(), 8080, &["--repeat", "3"]);
     let conn = out.expect_event("connected");
     assert_eq!(
         conn["peername"],
@@ -403,17 +399,7 @@ fn ipv6_and_ipv4_mapped_destinations_are_intercepted() {
     assert_close(&cl, 1, 1);
 
     // a raw IPv6 socket
-    let out = w.sock_client(&[
-        "--family",
-        "6",
-        "--host",
-        &v6,
-        "--port",
-        "8080",
-        "--send-bytes",
-        "200000",
-    ]);
-    assert!(out.status.success(), "{out:#?}");
+    let out = w.sock_client(6, &v6, 8080, &["--send-bytes", "200000"]);
     assert_eq!(out.expect_event("connected")["peername"], json!([v6, 8080]));
     let pid = out.expect_event("connected")["pid"].as_u64().unwrap() as u32;
     let (c, cl) = wait_connect_close(&agent, pid);
@@ -422,17 +408,7 @@ fn ipv6_and_ipv4_mapped_destinations_are_intercepted() {
 
     // a dual-stack socket dialling ::ffff:10.201.N.2
     let mapped = format!("::ffff:{}", w.ns.peer_v4());
-    let out = w.sock_client(&[
-        "--family",
-        "6",
-        "--host",
-        &mapped,
-        "--port",
-        "8080",
-        "--send-bytes",
-        "200000",
-    ]);
-    assert!(out.status.success(), "{out:#?}");
+    let out = w.sock_client(6, &mapped, 8080, &["--send-bytes", "200000"]);
     assert_eq!(
         out.expect_event("connected")["peername"],
         json!([mapped, 8080]),
@@ -465,15 +441,7 @@ fn unmatched_destinations_and_outside_processes_go_direct() {
 
     // in the cgroup, to an unconfigured port of the same host
     w.hello_in_cgroup(8081).assert_ok();
-    let out = w.sock_client(&[
-        "--family",
-        "4",
-        "--host",
-        &w.ns.peer_v4().to_string(),
-        "--port",
-        "8081",
-    ]);
-    assert!(out.status.success(), "{out:#?}");
+    let out = w.sock_client(4, &w.ns.peer_v4().to_string(), 8081, &[]);
     assert_eq!(
         out.expect_event("connected")["peername"],
         json!([w.ns.peer_v4().to_string(), 8081])
@@ -727,15 +695,7 @@ fn fail_closed_after_sigterm_refuses_until_restart_and_detach_goes_direct() {
     );
     assert_direct(&w, &agent, "after detach");
     // still nothing attached a moment later, and the socket client goes direct too
-    let out = w.sock_client(&[
-        "--family",
-        "4",
-        "--host",
-        &w.ns.peer_v4().to_string(),
-        "--port",
-        "8080",
-    ]);
-    assert!(out.status.success(), "{out:#?}");
+    let out = w.sock_client(4, &w.ns.peer_v4().to_string(), 8080, &[]);
     assert_eq!(
         s(&out.expect_event("connected")["sockname"][0]),
         w.ns.host_v4().to_string(),
