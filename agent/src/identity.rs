@@ -5,7 +5,8 @@
 //! always kept; everything else is read from /proc and is best effort, because
 //! the process may already have exited. Every read is bounded, and the process
 //! environment is only ever inspected through an allowlist of CI variables so
-//! that no secret from it can reach the audit log.
+//! that no secret from it can reach the audit log; credentials in the command
+//! line are redacted before it is recorded.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -27,6 +28,9 @@ use serde::Serialize;
 use tracing::debug;
 
 /// Bytes of the command line kept in the record (before the "…" marker).
+mod redact;
+use redact::redact_args;
+
 const CMDLINE_MAX: usize = 1024;
 /// Bytes of /proc/<pid>/cmdline read: enough to fill CMDLINE_MAX after NUL
 /// replacement and still know that it was cut.
@@ -63,7 +67,8 @@ pub struct Identity {
     pub exe: Option<String>,
     /// From the kernel record, so present even when the process is gone.
     pub comm: String,
-    /// NULs as spaces, at most 1024 bytes plus "…" when cut.
+    /// NULs as spaces, credentials replaced by "[REDACTED]" (see
+    /// `redact_args`), at most 1024 bytes plus "…" when cut.
     pub cmdline: Option<String>,
     /// cgroup v2 path relative to the cgroup2 mount, e.g. "/system.slice/x.service".
     pub cgroup: Option<String>,
@@ -87,7 +92,7 @@ pub struct CiJob {
 
 impl Identity {
     /// What the kernel recorded; the rest is filled in when /proc allows.
-    fn from_flow(flow: &Flow) -> Self {
+    pub fn from_flow(flow: &Flow) -> Self {
         Identity {
             uid: flow.uid,
             user: None,
@@ -438,14 +443,17 @@ fn boottime_minus_monotonic_ns() -> u64 {
     now(libc::CLOCK_BOOTTIME).saturating_sub(mono)
 }
 
-/// NULs become spaces; cut on a char boundary with "…" when too long.
+/// The NUL-separated arguments, lossily decoded and with credentials
+/// redacted ([`redact::redact_args`]), joined by spaces; cut on a char boundary with
+/// "…" when too long.
 fn format_cmdline(raw: &[u8], was_cut: bool) -> Option<String> {
     let end = raw.iter().rposition(|&b| b != 0)? + 1;
-    let spaced: Vec<u8> = raw[..end]
-        .iter()
-        .map(|&b| if b == 0 { b' ' } else { b })
+    let mut args: Vec<String> = raw[..end]
+        .split(|&b| b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
         .collect();
-    let mut s = String::from_utf8_lossy(&spaced).into_owned();
+    redact_args(&mut args, was_cut);
+    let mut s = args.join(" ");
     if was_cut || s.len() > CMDLINE_MAX {
         s.truncate(floor_char_boundary(&s, CMDLINE_MAX));
         s.push('…');
@@ -829,6 +837,119 @@ mod tests {
         assert!(cmdline.ends_with('…'));
         assert_eq!(cmdline.len(), 1023 + '…'.len_utf8()); // 341 whole "€"
         assert!(cmdline.trim_end_matches('…').chars().all(|c| c == '€'));
+    }
+
+    /// A URL cut by the cmdline read bound before its '@': the fragment of
+    /// the credential must not reach the record.
+    #[test]
+    fn url_cut_by_the_read_bound_is_redacted() {
+        let mut raw = b"git\0clone\0https://deploy:".to_vec();
+        raw.resize(CMDLINE_READ + 10, b'S');
+        raw.extend_from_slice(b"@git.local/x\0");
+        let fake = Fake::new();
+        fake.process(7, &[("cmdline", &raw)]);
+        let cmdline = fake.identifier().identify(&flow(7, 0)).cmdline.unwrap();
+        assert_eq!(cmdline, "git clone https://[REDACTED]…");
+    }
+
+    #[test]
+    fn cmdline_secrets_never_reach_the_record() {
+        let argv: &[&str] = &[
+            "/usr/bin/curl",
+            "-H",
+            "Authorization: Bearer SUPERSECRET-1",
+            "--header=X-Api-Key: SUPERSECRET-2",
+            "-u",
+            "bot:SUPERSECRET-3",
+            "--password",
+            "SUPERSECRET-4",
+            "--token=SUPERSECRET-5",
+            "API_KEY=SUPERSECRET-6",
+            "https://deploy:SUPERSECRET-7@mcp.local/sse?api_key=SUPERSECRET-8",
+            "Basic SUPERSECRET-9",
+        ];
+        let raw = argv.join("\0") + "\0";
+        let fake = Fake::new();
+        fake.process(200, &[("cmdline", raw.as_bytes())]);
+        let id = fake.identifier().identify(&flow(200, 0));
+        let json = serde_json::to_string(&id).unwrap();
+        assert!(
+            json.contains("/usr/bin/curl -H Authorization: [REDACTED]"),
+            "{json}"
+        );
+        assert!(json.contains("mcp.local/sse"), "{json}");
+        assert!(!json.contains("SUPERSECRET"), "{json}");
+    }
+
+    #[test]
+    fn redaction_happens_before_the_bound() {
+        // A long token would otherwise push what follows it off the record,
+        // and the bound could cut an argument before the text a rule matches.
+        let token = "t".repeat(3000);
+        let raw = format!("tool\0--token\0{token}\0--port\08080\0");
+        let cmdline = format_cmdline(raw.as_bytes(), false).unwrap();
+        assert_eq!(cmdline, "tool --token [REDACTED] --port 8080");
+        let raw = format!("tool\0{}\0API_KEY={token}\0", "a".repeat(1000));
+        let cmdline = format_cmdline(raw.as_bytes(), false).unwrap();
+        assert!(cmdline.ends_with(" API_KEY=[REDACTED]"), "{cmdline}");
+        // Cut after redaction: never a fragment of the secret.
+        let raw = format!("tool\0{}\0API_KEY={token}\0", "a".repeat(1010));
+        let cmdline = format_cmdline(raw.as_bytes(), false).unwrap();
+        assert!(cmdline.ends_with(" API_KEY=…"), "{cmdline}");
+    }
+
+    #[test]
+    fn redaction_never_panics() {
+        let alphabet: &[&[u8]] = &[
+            b"-",
+            b"--",
+            b"=",
+            b":",
+            b"@",
+            b"/",
+            b"://",
+            b"\"",
+            b"'",
+            b" ",
+            b"\t",
+            b"\0",
+            b"&",
+            b",",
+            b"H",
+            b"u",
+            b"p",
+            b"key",
+            b"Token",
+            b"Bearer",
+            b"basic",
+            b"PASS",
+            b"_",
+            b".",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            b"\xff",
+            b"\xc3",
+            b"\xe2\x82",
+            b"mysql",
+            b"curl",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..5000 {
+            let mut raw = Vec::new();
+            for _ in 0..next() % 40 {
+                raw.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            let cut = next() % 2 == 0;
+            if let Some(s) = format_cmdline(&raw, cut) {
+                assert!(s.len() <= CMDLINE_MAX + '…'.len_utf8());
+            }
+        }
     }
 
     #[test]

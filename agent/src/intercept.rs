@@ -188,26 +188,8 @@ impl Interceptor {
         let this = self.clone();
         match tokio::task::spawn_blocking(move || this.identifier.identify(&flow)).await {
             Ok(id) => id,
-            Err(_) => kernel_identity(&flow),
+            // the blocking task panicked: keep what the kernel recorded
+            Err(_) => Identity::from_flow(&flow),
         }
-    }
-}
-
-/// What the kernel recorded, when /proc could not be read at all.
-fn kernel_identity(flow: &Flow) -> Identity {
-    Identity {
-        uid: flow.uid,
-        user: None,
-        gid: flow.gid,
-        group: None,
-        pid: flow.pid,
-        tid: flow.tid,
-        exe: None,
-        comm: flow.comm().to_string(),
-        cmdline: None,
-        cgroup: None,
-        cgroup_id: flow.cgroup_id,
-        unit: None,
-        ci: None,
     }
 }
