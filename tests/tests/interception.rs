@@ -1035,3 +1035,39 @@ fn ipv6_endpoint_without_ipv6_listener_is_refused() {
         "counted: {v}"
     );
 }
+
+/// A process of the attached cgroup that lives in another network namespace
+/// (a container, say) is left alone: the agent's loopback listener is not
+/// reachable from there. It reaches the server directly, nothing is recorded,
+/// and the kernel counts the skip.
+#[test]
+fn sockets_of_other_network_namespaces_are_left_alone() {
+    let w = world();
+    // a server on the root-namespace side of the veth, reachable from inside the namespace
+    let host_srv = HttpServer::start_local(w.ns.host_v4().into(), &[0]);
+    let target = host_srv.addr(host_srv.port());
+    let agent = w.agent(&[target.to_string()]).start();
+
+    let mut cmd = w.ns.command("curl");
+    cmd.args(["-sS", "--max-time", "20", &format!("http://{target}/hello")]);
+    w.cg.enter_on_exec(&mut cmd);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "direct from the namespace: {}",
+        output_text(&out.stderr)
+    );
+    assert_eq!(host_srv.count(host_srv.port()), 1, "the server was reached");
+    assert!(
+        agent.export().is_empty(),
+        "nothing intercepted, nothing recorded"
+    );
+
+    let cfg = agent.config_path().to_string_lossy().into_owned();
+    let status = agent.run_subcommand(&["status", "--config", &cfg, "--json"]);
+    let v: Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    assert!(
+        v["counters"]["skipped_netns"].as_u64().unwrap_or(0) >= 1,
+        "counted: {v}"
+    );
+}
