@@ -62,6 +62,16 @@ pub enum Command {
     /// Read the audit records
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The local CA that client-side TLS is terminated with
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Print the CA certificate (PEM) for the host trust store; creates the CA
+    /// under <state_dir>/ca on first use, so it can be rolled out before the agent runs
+    Export(ConfigArg),
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +116,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { config, json } => status(&load(&config.config)?, json),
+        Command::Ca(CaCommand::Export(c)) => {
+            let cfg = load(&c.config)?;
+            let ca = crate::tls::LocalCa::load_or_create(&cfg.ca_dir())?;
+            print!("{}", ca.cert_pem());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCommand::Export(c)) => {
             let cfg = load(&c.config)?;
             let stdout = io::stdout();

@@ -320,6 +320,11 @@ impl Config {
         self.agent.state_dir.join("audit")
     }
 
+    /// `<state_dir>/ca`: the local CA that client-side TLS leaves are minted from.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.agent.state_dir.join("ca")
+    }
+
     /// An error about `agent.<key>`. Config keeps no spans, so the line is
     /// found by re-reading the file; it is given only if the file still
     /// holds the same value there (it may have been edited since loading).

@@ -12,3 +12,4 @@ pub mod identity;
 pub mod intercept;
 pub mod relay;
 pub mod resolve;
+pub mod tls;

@@ -1071,3 +1071,35 @@ fn sockets_of_other_network_namespaces_are_left_alone() {
         "counted: {v}"
     );
 }
+
+/// `ca export` creates the local CA once (key private), prints the same
+/// certificate every time, and that certificate is a CA that openssl parses.
+#[test]
+fn ca_export_creates_a_private_ca_once_and_prints_it() {
+    let w = world();
+    let agent = w.agent(&[w.v4(8080)]).build();
+    let cfg = agent.config_path().to_string_lossy().into_owned();
+    let first = agent.run_subcommand(&["ca", "export", "--config", &cfg]);
+    assert!(first.status.success(), "{}", output_text(&first.stderr));
+    let pem = output_text(&first.stdout);
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let again = agent.run_subcommand(&["ca", "export", "--config", &cfg]);
+    assert_eq!(
+        output_text(&again.stdout),
+        pem,
+        "the CA is reused, not regenerated"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    let key = agent.state_dir().join("ca").join("ca.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", key.display());
+
+    let pem_path = w.file("ca.pem");
+    std::fs::write(&pem_path, &pem).unwrap();
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["x509", "-noout", "-text", "-in"]).arg(&pem_path);
+    let text = output_text(&run(cmd, Duration::from_secs(30)).stdout);
+    assert!(text.contains("CA:TRUE"), "{text}");
+    assert!(text.contains("mcp-warden local CA"), "{text}");
+}
