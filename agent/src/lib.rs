@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod credential;
 pub mod daemon;
 pub mod ebpf;
 pub mod identity;
