@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod identity;
 pub mod intercept;
+pub mod mcp;
 pub mod relay;
 pub mod resolve;
 pub mod tls;
