@@ -65,6 +65,9 @@ pub enum Command {
     /// The local CA that client-side TLS is terminated with
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Recorded sessions: list, show, replay
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,8 +79,83 @@ pub enum CaCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Print every record as one JSON object per line
-    Export(ConfigArg),
+    /// Print records as JSON lines, for a SIEM or a log shipper
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Records at or after this time (RFC 3339, e.g. 2026-11-24T00:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Records before this time (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only records of this user (name, or "uid N")
+        #[arg(long)]
+        user: Option<String>,
+        /// Only records of this endpoint
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Only records of this tool
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only records of this session
+        #[arg(long)]
+        session: Option<String>,
+        /// Also the store's own records (checkpoints, seals, recovery), for re-verification
+        #[arg(long)]
+        store_records: bool,
+        /// Keep streaming new records until interrupted
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Check the hash chain, signatures and seals of every segment
+    ///
+    /// Exits 1 and names the first bad record (segment, line, seq) or the
+    /// missing range when anything was edited, deleted, reordered or truncated.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The agent's public key as kept by the auditor (`audit pubkey` output);
+        /// without it, the key file beside the records is trusted
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
+    },
+    /// Print the public key that signs checkpoints, for auditors to keep elsewhere
+    Pubkey(ConfigArg),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCommand {
+    /// One row per session: id, start, duration, identity, endpoint, calls, denials, masked
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// A session's records as JSON lines
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+    },
+    /// A session as a readable conversation, optionally paced as it happened
+    Replay {
+        #[command(flatten)]
+        config: ConfigArg,
+        id: String,
+        /// Replay at N times the recorded pace (omit: print at once)
+        #[arg(long, value_name = "N")]
+        speed: Option<f64>,
+    },
+    /// Rebuild the sessions index from the segments (the segments are the source of truth)
+    Reindex(ConfigArg),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ListFormat {
+    Table,
+    Json,
 }
 
 /// Runs the parsed command; errors are printed by the caller.
@@ -122,15 +200,110 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             print!("{}", ca.cert_pem());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Export(c)) => {
-            let cfg = load(&c.config)?;
+        Command::Audit(cmd) => audit_command(cmd),
+        Command::Sessions(cmd) => sessions_command(cmd),
+    }
+}
+
+fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::Export {
+            config,
+            since,
+            until,
+            user,
+            endpoint,
+            tool,
+            session,
+            store_records,
+            follow,
+        } => {
+            let cfg = load(&config.config)?;
+            let filter = audit::ExportFilter {
+                store_records,
+                since: since.as_deref().map(audit::parse_time).transpose()?,
+                until: until.as_deref().map(audit::parse_time).transpose()?,
+                user,
+                endpoint,
+                tool,
+                session,
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            if follow {
+                for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                    signal_flag(sig, &stop)?;
+                }
+            }
+            let follow = follow.then(|| audit::Follow {
+                poll: std::time::Duration::from_millis(200),
+                stop: &stop,
+            });
             let stdout = io::stdout();
-            match audit::export(&cfg.audit_dir(), &mut stdout.lock()) {
+            match audit::write_records(&cfg.audit_dir(), &filter, &mut stdout.lock(), follow) {
                 Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
                 other => other.map(|_| ExitCode::SUCCESS),
             }
         }
+        AuditCommand::Verify { config, pubkey } => {
+            let cfg = load(&config.config)?;
+            let key = pubkey
+                .as_deref()
+                .map(audit::PublicKey::read_file)
+                .transpose()?;
+            let report = audit::verify(&cfg.audit_dir(), key.as_ref())?;
+            println!("{report}");
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Pubkey(c) => {
+            let cfg = load(&c.config)?;
+            print!(
+                "{}",
+                audit::pubkey_text(&cfg.audit_dir().join(audit::KEY_FILE))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn sessions_command(cmd: SessionsCommand) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    let res = match cmd {
+        SessionsCommand::List { config, format } => {
+            let sessions = audit::list_sessions(&load(&config.config)?.audit_dir())?;
+            match format {
+                ListFormat::Table => {
+                    write!(out, "{}", audit::render_table(&sessions)).map_err(Into::into)
+                }
+                ListFormat::Json => {
+                    writeln!(out, "{}", serde_json::to_string(&sessions)?).map_err(Into::into)
+                }
+            }
+        }
+        SessionsCommand::Show { config, id } => {
+            audit::show_session(&load(&config.config)?.audit_dir(), &id, &mut out).map(drop)
+        }
+        SessionsCommand::Replay { config, id, speed } => {
+            audit::replay(&load(&config.config)?.audit_dir(), &id, &mut out, speed).map(drop)
+        }
+        SessionsCommand::Reindex(c) => {
+            let n = audit::rebuild_index(&load(&c.config)?.audit_dir())?;
+            writeln!(out, "index rebuilt: {n} sessions").map_err(Into::into)
+        }
+    };
+    match res {
+        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
+        other => other.map(|_| ExitCode::SUCCESS),
+    }
+}
+
+/// Sets `flag` when `signal` arrives, instead of dying: `--follow` ends cleanly.
+fn signal_flag(signal: i32, flag: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
+    signal_hook::flag::register(signal, flag.clone()).context("installing a signal handler")?;
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<Config> {
