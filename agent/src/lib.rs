@@ -9,6 +9,7 @@ pub mod config;
 pub mod credential;
 pub mod daemon;
 pub mod ebpf;
+pub mod http;
 pub mod identity;
 pub mod intercept;
 pub mod mcp;
