@@ -1162,3 +1162,86 @@ fn audit_verify_passes_after_kill9_and_names_a_changed_byte() {
         "the message names the segment: {text}"
     );
 }
+
+/// Three intercepted connections to two endpoints make three sessions:
+/// `sessions list` summarises them with the caller, `show` and `replay` read
+/// one back, and `audit export` filters by endpoint and session.
+#[test]
+fn sessions_and_export_filters_on_a_recorded_log() {
+    let w = world();
+    let agent = Agent::builder(&w.cg)
+        .endpoint("web", &[w.v4(8080)])
+        .endpoint("other", &[w.v4(8081)])
+        .start();
+    let pids: Vec<u32> = [8080, 8080, 8081]
+        .iter()
+        .map(|port| {
+            let r = w.hello_in_cgroup(*port);
+            r.assert_ok();
+            wait_connect_close(&agent, r.pid);
+            r.pid
+        })
+        .collect();
+    let cfg = agent.config_path().to_string_lossy().into_owned();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", cfg.as_str()]);
+        let out = agent.run_subcommand(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            output_text(&out.stderr)
+        );
+        output_text(&out.stdout)
+    };
+
+    let list: Value =
+        serde_json::from_str(&cli(&["sessions", "list", "--format", "json"])).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{list:?}");
+    for s in list {
+        assert_eq!(s["user"], "root", "{s}");
+        assert_eq!(s["exe"], "/usr/bin/curl", "{s}");
+    }
+    assert_eq!(list.iter().filter(|s| s["endpoint"] == "other").count(), 1);
+    let table = cli(&["sessions", "list"]);
+    assert!(
+        table.contains("/usr/bin/curl") || table.contains("curl"),
+        "{table}"
+    );
+
+    let id = list.iter().find(|s| s["endpoint"] == "other").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown: Vec<Value> = cli(&["sessions", "show", &id])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        shown.iter().all(|r| r["session"] == id.as_str()) && shown.len() >= 2,
+        "{shown:?}"
+    );
+    assert_eq!(shown[0]["identity"]["pid"], pids[2]);
+    let replay = cli(&["sessions", "replay", &id]);
+    assert!(
+        replay.contains("other") && replay.contains(&w.v4(8081)),
+        "{replay}"
+    );
+
+    let by_endpoint = cli(&["audit", "export", "--endpoint", "web"]);
+    let recs: Vec<Value> = by_endpoint
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        recs.len(),
+        4,
+        "two sessions of web, connect + close each: {recs:?}"
+    );
+    assert!(recs.iter().all(|r| r["endpoint"] == "web"));
+    let by_session = cli(&["audit", "export", "--session", &id]);
+    assert_eq!(by_session.lines().count(), shown.len());
+    let future = cli(&["audit", "export", "--since", "2999-01-01T00:00:00Z"]);
+    assert!(future.is_empty(), "{future}");
+}

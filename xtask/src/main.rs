@@ -38,6 +38,9 @@ enum Task {
         addr: std::net::SocketAddr,
         n: u32,
     },
+    /// (internal) the engine benchmarks (audit store), run from an optimised build
+    #[command(hide = true)]
+    BenchEngines,
 }
 
 fn main() -> Result<()> {
@@ -46,6 +49,7 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(&build_agent(false)?),
         Task::Bench => bench::run(&build_agent(true)?),
         Task::BenchWorker { kind, addr, n } => bench::worker_main(&kind, addr, n),
+        Task::BenchEngines => bench::engines(),
     }
 }
 

@@ -75,6 +75,8 @@ fn render(r: &Value, since: f64) -> String {
                 "-> {}",
                 s("endpoint").unwrap_or_else(|| "?".into())
             ));
+            // the address the caller dialled: what an auditor checks against the endpoint
+            parts.extend(s("orig_dst").map(|d| format!("({d})")));
         }
         "request" => {
             parts.extend(s("method"));

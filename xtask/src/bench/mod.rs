@@ -89,6 +89,30 @@ pub fn run(bin: &Path) -> Result<()> {
         p.print(label, "");
     }
     println!("\n({records} connection records written during the run)");
+
+    // The engines are measured in an optimised build of this same tool.
+    let mut engines =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    engines.current_dir(crate::workspace_root()).args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "xtask",
+        "--",
+        "bench-engines",
+    ]);
+    crate::status(&mut engines)
+}
+
+/// `xtask bench-engines`: the audit store's append, write-ahead and verify figures.
+pub fn engines() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    println!(
+        "\naudit store (in {})\n{}",
+        dir.path().display(),
+        mcp_warden::audit::bench::bench_report(dir.path())
+    );
     Ok(())
 }
 
