@@ -40,6 +40,7 @@ pub struct Config {
     /// The file this was read from (kept for reloads and error messages).
     pub path: PathBuf,
     pub agent: AgentConfig,
+    pub audit: AuditConfig,
     pub endpoints: Vec<Endpoint>,
 }
 
@@ -65,6 +66,37 @@ pub struct AgentConfig {
 pub enum FailMode {
     Closed,
     Open,
+}
+
+/// `[audit]`: how the tamper-evident store commits, signs, rotates and retains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// Longest a batched record waits before its group is written and synced.
+    pub batch_delay: Duration,
+    /// A signed checkpoint every this many records …
+    pub checkpoint_every: u64,
+    /// … or after this long, whichever comes first.
+    pub checkpoint_interval: Duration,
+    pub segment_max_bytes: u64,
+    pub segment_max_age: Duration,
+    /// Remove closed segments older than this (None: keep).
+    pub retention_max_age: Option<Duration>,
+    /// Remove the oldest closed segments beyond this total (None: keep).
+    pub retention_max_bytes: Option<u64>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            batch_delay: Duration::from_millis(5),
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            segment_max_bytes: 64 << 20,
+            segment_max_age: Duration::from_secs(24 * 3600),
+            retention_max_age: None,
+            retention_max_bytes: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +191,7 @@ impl Serialize for Config {
         #[derive(Serialize)]
         struct Out<'a> {
             agent: AgentOut<'a>,
+            audit: AuditOut,
             #[serde(skip_serializing_if = "Vec::is_empty")]
             endpoint: Vec<EndpointOut<'a>>,
         }
@@ -176,6 +209,18 @@ impl Serialize for Config {
             drain_timeout: String,
             connect_timeout: String,
             all_netns: bool,
+        }
+        #[derive(Serialize)]
+        struct AuditOut {
+            batch_delay: String,
+            checkpoint_every: u64,
+            checkpoint_interval: String,
+            segment_max_mb: u64,
+            segment_max_age: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retention_max_age: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            retention_max_mb: Option<u64>,
         }
         #[derive(Serialize)]
         struct EndpointOut<'a> {
@@ -201,6 +246,15 @@ impl Serialize for Config {
                 drain_timeout: dur(a.drain_timeout),
                 connect_timeout: dur(a.connect_timeout),
                 all_netns: a.all_netns,
+            },
+            audit: AuditOut {
+                batch_delay: dur(self.audit.batch_delay),
+                checkpoint_every: self.audit.checkpoint_every,
+                checkpoint_interval: dur(self.audit.checkpoint_interval),
+                segment_max_mb: self.audit.segment_max_bytes >> 20,
+                segment_max_age: dur(self.audit.segment_max_age),
+                retention_max_age: self.audit.retention_max_age.map(dur),
+                retention_max_mb: self.audit.retention_max_bytes.map(|b| b >> 20),
             },
             endpoint: self
                 .endpoints
@@ -233,10 +287,12 @@ impl Config {
         let src = Source { text, path };
         let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         let agent = src.agent(raw.agent.as_ref().map(|a| a.get_ref()))?;
+        let audit = src.audit(raw.audit.as_ref().map(|a| a.get_ref()))?;
         let endpoints = src.endpoints(&raw.endpoint)?;
         Ok(Config {
             path: path.to_path_buf(),
             agent,
+            audit,
             endpoints,
         })
     }
@@ -365,6 +421,7 @@ impl Config {
 #[serde(deny_unknown_fields, expecting = "a table")]
 struct RawFile {
     agent: Option<Spanned<RawAgent>>,
+    audit: Option<Spanned<RawAudit>>,
     #[serde(default)]
     endpoint: Vec<Spanned<RawEndpoint>>,
 }
@@ -385,6 +442,18 @@ struct RawAgent {
     drain_timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     all_netns: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawAudit {
+    batch_delay: Option<Spanned<String>>,
+    checkpoint_every: Option<Spanned<i128>>,
+    checkpoint_interval: Option<Spanned<String>>,
+    segment_max_mb: Option<Spanned<i128>>,
+    segment_max_age: Option<Spanned<String>>,
+    retention_max_age: Option<Spanned<String>>,
+    retention_max_mb: Option<Spanned<i128>>,
 }
 
 #[derive(Deserialize)]
@@ -656,6 +725,71 @@ impl Source<'_> {
             connect_timeout,
             all_netns: r.all_netns.unwrap_or(false),
         })
+    }
+
+    fn audit(&self, raw: Option<&RawAudit>) -> Result<AuditConfig, ConfigError> {
+        let empty = RawAudit::default();
+        let r = raw.unwrap_or(&empty);
+        let d = AuditConfig::default();
+        let optional = |v: &Option<Spanned<String>>, key: &str| match v {
+            None => Ok(None),
+            Some(_) => self.duration(v, key, Duration::ZERO, false).map(Some),
+        };
+        Ok(AuditConfig {
+            batch_delay: self.duration(&r.batch_delay, "audit.batch_delay", d.batch_delay, true)?,
+            checkpoint_every: self.count(
+                &r.checkpoint_every,
+                "audit.checkpoint_every",
+                d.checkpoint_every,
+                1_000_000,
+            )?,
+            checkpoint_interval: self.duration(
+                &r.checkpoint_interval,
+                "audit.checkpoint_interval",
+                d.checkpoint_interval,
+                false,
+            )?,
+            segment_max_bytes: self.count(
+                &r.segment_max_mb,
+                "audit.segment_max_mb",
+                d.segment_max_bytes >> 20,
+                1 << 20,
+            )? << 20,
+            segment_max_age: self.duration(
+                &r.segment_max_age,
+                "audit.segment_max_age",
+                d.segment_max_age,
+                false,
+            )?,
+            retention_max_age: optional(&r.retention_max_age, "audit.retention_max_age")?,
+            retention_max_bytes: match &r.retention_max_mb {
+                None => None,
+                Some(_) => Some(
+                    self.count(&r.retention_max_mb, "audit.retention_max_mb", 0, 1 << 30)? << 20,
+                ),
+            },
+        })
+    }
+
+    /// A positive integer up to `max`.
+    fn count(
+        &self,
+        v: &Option<Spanned<i128>>,
+        key: &str,
+        default: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                self.at(
+                    v,
+                    key,
+                    format!("{} out of range (expected 1-{max})", v.get_ref()),
+                )
+            })
     }
 
     fn abs_path(&self, v: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
@@ -1267,7 +1401,7 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
         );
         assert_eq!(
             e.message,
-            "unknown top-level key \"foo\" (expected one of: agent, endpoint)"
+            "unknown top-level key \"foo\" (expected one of: agent, audit, endpoint)"
         );
         let m = err_at("[agnet]\n", 1, None);
         assert!(m.starts_with("unknown top-level key \"agnet\""), "{m}");
@@ -1818,5 +1952,65 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
             "{e}"
         );
         assert_eq!(e.message, format!("{} does not exist", nope.display()));
+    }
+
+    #[test]
+    fn audit_table() {
+        let cfg = Config::parse(
+            "[audit]\ncheckpoint_every = 50\ncheckpoint_interval = \"2s\"\nsegment_max_mb = 8\n\
+             retention_max_age = \"90d\"\nretention_max_mb = 1024\nbatch_delay = \"0s\"\n",
+            Path::new("w.toml"),
+        )
+        .unwrap();
+        let a = &cfg.audit;
+        assert_eq!(
+            (a.checkpoint_every, a.checkpoint_interval),
+            (50, Duration::from_secs(2))
+        );
+        assert_eq!(a.segment_max_bytes, 8 << 20);
+        assert_eq!(a.retention_max_age, Some(Duration::from_secs(90 * 86400)));
+        assert_eq!(a.retention_max_bytes, Some(1024 << 20));
+        assert_eq!(a.batch_delay, Duration::ZERO);
+        assert_eq!(
+            Config::parse("", Path::new("w.toml")).unwrap().audit,
+            AuditConfig::default()
+        );
+        let back = Config::parse(&toml::to_string(&cfg).unwrap(), Path::new("w.toml")).unwrap();
+        assert_eq!(back.audit, cfg.audit);
+    }
+
+    #[test]
+    fn audit_table_errors_name_the_key() {
+        for (text, key, line) in [
+            (
+                "[audit]\ncheckpoint_every = 0\n",
+                "audit.checkpoint_every",
+                2,
+            ),
+            (
+                "[audit]\n\nsegment_max_mb = -1\n",
+                "audit.segment_max_mb",
+                3,
+            ),
+            (
+                "[audit]\nretention_max_age = \"0s\"\n",
+                "audit.retention_max_age",
+                2,
+            ),
+            (
+                "[audit]\ncheckpoint_interval = \"soon\"\n",
+                "audit.checkpoint_interval",
+                2,
+            ),
+        ] {
+            let e = Config::parse(text, Path::new("w.toml")).unwrap_err();
+            assert_eq!(
+                (e.key.as_deref(), e.line),
+                (Some(key), Some(line)),
+                "{text}: {e}"
+            );
+        }
+        let e = Config::parse("[audit]\nsegments = 3\n", Path::new("w.toml")).unwrap_err();
+        assert!(e.to_string().contains("segments"), "{e}");
     }
 }

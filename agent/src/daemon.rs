@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, RetentionPolicy, StoreConfig};
 use crate::config::{Config, FailMode};
 use crate::ebpf::{self, Kernel, PinDir};
 use crate::identity::{Identifier, cgroup2_mount};
@@ -46,7 +46,7 @@ async fn serve(mut config: Config) -> Result<()> {
     let _ = fs::remove_file(&ready_path);
 
     let listeners = bind_listeners(&config.agent)?;
-    let (audit, audit_writer) = AuditLog::open(&config.audit_dir())?;
+    let (audit, audit_writer) = AuditLog::open_with(&config.audit_dir(), store_config(&config))?;
 
     let mut resolver = Resolver::default();
     let table = resolver.table(&config).await;
@@ -187,6 +187,23 @@ async fn apply_endpoints(
         ),
         Ok(_) => {}
         Err(e) => error!("updating endpoint maps: {e:#}"),
+    }
+}
+
+/// `[audit]` onto the store's settings; the rest keep the store's defaults.
+fn store_config(config: &Config) -> StoreConfig {
+    let a = &config.audit;
+    StoreConfig {
+        batch_delay: a.batch_delay,
+        checkpoint_every: a.checkpoint_every,
+        checkpoint_interval: a.checkpoint_interval,
+        segment_max_bytes: a.segment_max_bytes,
+        segment_max_age: a.segment_max_age,
+        retention: RetentionPolicy {
+            max_age: a.retention_max_age,
+            max_bytes: a.retention_max_bytes,
+        },
+        ..StoreConfig::default()
     }
 }
 
