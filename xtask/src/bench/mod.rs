@@ -105,7 +105,8 @@ pub fn run(bin: &Path) -> Result<()> {
     crate::status(&mut engines)
 }
 
-/// `xtask bench-engines`: the audit store's append, write-ahead and verify figures.
+/// `xtask bench-engines`: the audit store's append, write-ahead and verify
+/// figures; the masking engine's accuracy and throughput on its labelled corpus.
 pub fn engines() -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!(
@@ -113,6 +114,7 @@ pub fn engines() -> Result<()> {
         dir.path().display(),
         mcp_warden::audit::bench::bench_report(dir.path())
     );
+    println!("\nmasking engine\n{}", mcp_warden::mask::bench_report());
     Ok(())
 }
 

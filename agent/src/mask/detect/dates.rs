@@ -1,0 +1,393 @@
+//! Dates (every element but the year is an identifier) in numeric and
+//! month-name forms, and ages over 89.
+
+use std::ops::Range;
+
+use super::scan::{between, clear_after, clear_before, cue_before};
+use super::{Hit, Hits};
+use crate::mask::entity::Entity;
+
+/// Words right before a bare `m/d` that make it a date rather than a
+/// fraction or a dose (`on 3/14`, `DOS 3/14`).
+const DAY_MONTH_CUES: &[&str] = &[
+    "on",
+    "dated",
+    "since",
+    "dob",
+    "dos",
+    "admitted",
+    "discharged",
+    "until",
+    "seen",
+    "date",
+];
+const AGE_CUES: &[&str] = &["age", "aged"];
+const AGE_SUFFIXES: &[&str] = &[
+    "-year-old",
+    " year old",
+    " years old",
+    " year-old",
+    "-years-old",
+    " yrs old",
+    " years of age",
+    " yo",
+    "yo",
+    " y/o",
+    "y/o",
+    " y.o.",
+    "y.o.",
+    "-yo",
+    " yr old",
+];
+
+pub(crate) fn find(text: &str, groups: &[Range<usize>], words: &[Range<usize>], out: &mut Hits) {
+    let b = text.as_bytes();
+    for (i, g) in groups.iter().enumerate() {
+        if g.len() <= 4
+            && b.get(g.end)
+                .is_some_and(|c| matches!(c, b'/' | b'-' | b'.'))
+        {
+            numeric(b, groups, i, out);
+        }
+        if (2..=3).contains(&g.len()) {
+            age(b, g, out);
+        }
+    }
+    for w in words {
+        named(text, w, out);
+    }
+}
+
+fn value(b: &[u8], r: &Range<usize>) -> u32 {
+    b[r.clone()]
+        .iter()
+        .fold(0, |v, d| v * 10 + u32::from(d - b'0'))
+}
+
+fn days_in(month: u32) -> u32 {
+    match month {
+        2 => 29,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+fn valid(year_digits: usize, year: u32, month: u32, day: u32) -> bool {
+    let year_ok = year_digits == 2 || (1800..=2199).contains(&year);
+    year_ok && (1..=12).contains(&month) && (1..=days_in(month)).contains(&day)
+}
+
+/// The end of a date may run into a time (`2021-03-14T10:22`).
+fn date_end_ok(b: &[u8], end: usize) -> bool {
+    clear_after(b, end)
+        || (b.get(end) == Some(&b'T') && b.get(end + 1).is_some_and(u8::is_ascii_digit))
+}
+
+fn numeric(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
+    if !clear_before(b, g[i].start) {
+        return;
+    }
+    if i + 2 < g.len() {
+        let (a, m, c) = (&g[i], &g[i + 1], &g[i + 2]);
+        let sep = between(b, a, m);
+        let same = matches!(sep, b"/" | b"-" | b".") && between(b, m, c) == sep;
+        let (la, lm, lc) = (a.len(), m.len(), c.len());
+        let (va, vm, vc) = (value(b, a), value(b, m), value(b, c));
+        let date = same
+            && if la == 4 && (1..=2).contains(&lm) && (1..=2).contains(&lc) {
+                valid(4, va, vm, vc)
+            } else if (1..=2).contains(&la)
+                && (1..=2).contains(&lm)
+                && (lc == 4 || (lc == 2 && sep != b"."))
+            {
+                valid(lc, vc, va, vm) || valid(lc, vc, vm, va)
+            } else {
+                false
+            };
+        if date && date_end_ok(b, c.end) {
+            out.push(Hit::new(a.start..c.end, Entity::Date));
+            return;
+        }
+    }
+    if i + 1 < g.len() {
+        let (a, c) = (&g[i], &g[i + 1]);
+        let sep = between(b, a, c);
+        let (va, vc) = (value(b, a), value(b, c));
+        let month_year = matches!(sep, b"/" | b"-")
+            && a.len() <= 2
+            && c.len() == 4
+            && (1..=12).contains(&va)
+            && (1800..=2199).contains(&vc);
+        let day_month = sep == b"/"
+            && a.len() <= 2
+            && c.len() <= 2
+            && valid(2, 0, va, vc)
+            && cue_before(b, a.start, 12, DAY_MONTH_CUES);
+        if (month_year || day_month) && clear_after(b, c.end) {
+            out.push(Hit::new(a.start..c.end, Entity::Date));
+        }
+    }
+}
+
+const MONTHS: [(&str, u32); 24] = [
+    ("january", 1),
+    ("jan", 1),
+    ("february", 2),
+    ("feb", 2),
+    ("march", 3),
+    ("mar", 3),
+    ("april", 4),
+    ("apr", 4),
+    ("may", 5),
+    ("june", 6),
+    ("jun", 6),
+    ("july", 7),
+    ("jul", 7),
+    ("august", 8),
+    ("aug", 8),
+    ("september", 9),
+    ("sept", 9),
+    ("sep", 9),
+    ("october", 10),
+    ("oct", 10),
+    ("november", 11),
+    ("nov", 11),
+    ("december", 12),
+    ("dec", 12),
+];
+
+/// A capitalised or upper-case month name or abbreviation.
+fn month_of(word: &str) -> Option<u32> {
+    // Every month name starts with one of these capitals.
+    let first_ok = word
+        .as_bytes()
+        .first()
+        .is_some_and(|c| b"JFMASOND".contains(c));
+    if !first_ok || !(3..=9).contains(&word.len()) {
+        return None;
+    }
+    MONTHS
+        .iter()
+        .find(|(name, _)| word.eq_ignore_ascii_case(name))
+        .map(|&(_, m)| m)
+}
+
+/// Digits of length `len` in `range` at `at`, with an optional ordinal
+/// suffix for days; returns the end.
+fn number_at(b: &[u8], at: usize, lens: Range<usize>, ordinal: bool) -> Option<(usize, u32)> {
+    let mut end = at;
+    while end < b.len() && b[end].is_ascii_digit() {
+        end += 1;
+    }
+    if !lens.contains(&(end - at)) {
+        return None;
+    }
+    let v = value(b, &(at..end));
+    if ordinal {
+        let rest = &b[end..b.len().min(end + 2)];
+        if [b"st", b"nd", b"rd", b"th"]
+            .iter()
+            .any(|s| rest.eq_ignore_ascii_case(*s))
+        {
+            end += 2;
+        }
+    }
+    clear_after(b, end).then_some((end, v))
+}
+
+/// `, 1980` or ` 1980` after a day: the end of the year, if there is one.
+fn year_after(b: &[u8], at: usize) -> Option<usize> {
+    let at = if b.get(at) == Some(&b',') { at + 1 } else { at };
+    let at = if b.get(at) == Some(&b' ') {
+        at + 1
+    } else {
+        return None;
+    };
+    number_at(b, at, 4..5, false)
+        .filter(|&(_, y)| (1800..=2199).contains(&y))
+        .map(|(e, _)| e)
+}
+
+fn named(text: &str, w: &Range<usize>, out: &mut Hits) {
+    let b = text.as_bytes();
+    let Some(month) = month_of(&text[w.clone()]) else {
+        return;
+    };
+    // The word may be followed by an abbreviation dot.
+    let after = if b.get(w.end) == Some(&b'.') {
+        w.end + 1
+    } else {
+        w.end
+    };
+    let day_before = day_before(text, w.start, month);
+
+    // Month Day[, Year] and Month Year (after a day: Day Month Year).
+    if b.get(after) == Some(&b' ') {
+        if let Some((end, day)) = number_at(b, after + 1, 1..3, true)
+            && (1..=days_in(month)).contains(&day)
+        {
+            let end = year_after(b, end).unwrap_or(end);
+            out.push(Hit::new(w.start..end, Entity::Date));
+            return;
+        }
+        if let Some(end) = year_after(b, after) {
+            let start = day_before.map_or(w.start, |(s, _)| s);
+            out.push(Hit::new(start..end, Entity::Date));
+            return;
+        }
+    }
+    // Day Month, Day of Month, 14-Mar-1980.
+    let Some((start, dashed)) = day_before else {
+        return;
+    };
+    if dashed {
+        // `14-Mar` alone is a range or a code, not a date.
+        if b.get(after) == Some(&b'-')
+            && let Some((end, _)) = number_at(b, after + 1, 2..5, false)
+        {
+            out.push(Hit::new(start..end, Entity::Date));
+        }
+        return;
+    }
+    out.push(Hit::new(start..w.end, Entity::Date));
+}
+
+/// A day (`14`, `14th`, `14th of`) right before a month word starting at
+/// `at`: its start, and whether a hyphen joins them (`14-Mar`).
+fn day_before(text: &str, at: usize, month: u32) -> Option<(usize, bool)> {
+    let b = text.as_bytes();
+    let before = text[..at].strip_suffix("of ").unwrap_or(&text[..at]);
+    let dashed = match before.as_bytes().last() {
+        Some(b' ') => false,
+        Some(b'-') => true,
+        _ => return None,
+    };
+    let day_end = before.len() - 1;
+    let digits_end = before[..day_end]
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .len();
+    let suffix = &before[digits_end..day_end];
+    let day_start = before[..digits_end]
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .len();
+    let ordinal_ok = suffix.is_empty()
+        || ["st", "nd", "rd", "th"]
+            .iter()
+            .any(|s| suffix.eq_ignore_ascii_case(s));
+    if !(1..=2).contains(&(digits_end - day_start)) || !ordinal_ok || !clear_before(b, day_start) {
+        return None;
+    }
+    let day = value(b, &(day_start..digits_end));
+    (1..=days_in(month))
+        .contains(&day)
+        .then_some((day_start, dashed))
+}
+
+/// 90 and over, after `age`/`aged` or before `years old` and the like.
+fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
+    if !(2..=3).contains(&g.len()) || !clear_before(b, g.start) {
+        return;
+    }
+    let v = value(b, g);
+    if !(90..=125).contains(&v) {
+        return;
+    }
+    let rest = &b[g.end..];
+    let suffixed = AGE_SUFFIXES.iter().any(|s| {
+        rest.len() >= s.len()
+            && rest[..s.len()].eq_ignore_ascii_case(s.as_bytes())
+            && rest.get(s.len()).is_none_or(|c| !c.is_ascii_alphanumeric())
+    });
+    let cued = clear_after(b, g.end) && cue_before(b, g.start, 10, AGE_CUES);
+    if suffixed || cued {
+        out.push(Hit::new(g.clone(), Entity::Age));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scan::{digit_groups_of as digit_groups, words_of as words};
+    use super::*;
+
+    fn dates(text: &str) -> Vec<&str> {
+        found(text, Entity::Date)
+    }
+
+    fn found(text: &str, entity: Entity) -> Vec<&str> {
+        let mut out = Hits::new();
+        find(text, &digit_groups(text.as_bytes()), &words(text), &mut out);
+        out.into_iter()
+            .filter(|h| h.entity == entity)
+            .map(|h| &text[h.range])
+            .collect()
+    }
+
+    #[test]
+    fn numeric_forms() {
+        for d in [
+            "03/14/1980",
+            "3/14/80",
+            "14.03.1980",
+            "1980-03-14",
+            "2021/3/4",
+            "12-31-1999",
+            "03/2021",
+        ] {
+            assert_eq!(dates(&format!("on {d}.")), [d], "{d}");
+        }
+        assert_eq!(dates("at 2021-03-14T10:22:00Z"), ["2021-03-14"]);
+        assert_eq!(dates("seen on 3/14 for"), ["3/14"]);
+    }
+
+    #[test]
+    fn numeric_near_misses() {
+        assert!(dates("13/14/1980").is_empty(), "no month 13 either way");
+        assert!(dates("02/30/1980").is_empty(), "no February 30");
+        assert!(dates("03/14-1980").is_empty(), "mixed separators");
+        assert!(dates("BP 120/80 take 1/2 tab").is_empty());
+        assert!(dates("version 1.2.33").is_empty(), "dotted two-digit year");
+        assert!(dates("123/14/1980").is_empty());
+        assert!(dates("3/14/19801").is_empty());
+    }
+
+    #[test]
+    fn month_name_forms() {
+        for d in [
+            "March 14, 1980",
+            "Mar 14 1980",
+            "Mar. 14, 1980",
+            "March 14th",
+            "14 March 1980",
+            "14th of March",
+            "14-Mar-1980",
+            "14-MAR-80",
+            "March 2021",
+            "DECEMBER 3",
+        ] {
+            assert_eq!(dates(&format!("on {d}; ok")), [d], "{d}");
+        }
+    }
+
+    #[test]
+    fn month_name_near_misses() {
+        assert!(dates("you may 5 times").is_empty(), "lower-case modal verb");
+        assert!(dates("May I help").is_empty());
+        assert!(dates("March 32").is_empty());
+        assert!(dates("Mar-14 code").is_empty());
+        assert!(dates("Marching 14").is_empty());
+    }
+
+    #[test]
+    fn ages_over_89() {
+        assert_eq!(found("a 92-year-old woman", Entity::Age), ["92"]);
+        assert_eq!(found("age: 97", Entity::Age), ["97"]);
+        assert_eq!(found("aged 101 years", Entity::Age), ["101"]);
+        assert_eq!(found("93 yo M", Entity::Age), ["93"]);
+        assert!(
+            found("a 89-year-old", Entity::Age).is_empty(),
+            "89 is allowed"
+        );
+        assert!(found("took 95 mg", Entity::Age).is_empty());
+        assert!(found("93 yogurt", Entity::Age).is_empty());
+    }
+}

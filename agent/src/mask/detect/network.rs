@@ -1,0 +1,308 @@
+//! Network identifiers: email addresses, URLs, MAC addresses and IPv6
+//! addresses (IPv4 is a digit-group format, in `numbers`).
+
+use std::net::Ipv6Addr;
+
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+use memchr::{memchr_iter, memchr2_iter};
+
+use super::{Hit, Hits};
+use crate::mask::entity::Entity;
+
+pub(crate) fn find(text: &str, out: &mut Hits) {
+    let b = text.as_bytes();
+    if memchr::memchr(b'@', b).is_some() {
+        emails(b, out);
+    }
+    urls(b, out);
+    macs(b, out);
+    ipv6(text, out);
+}
+
+fn local_part(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
+}
+
+fn domain_part(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-')
+}
+
+fn emails(b: &[u8], out: &mut Hits) {
+    let mut done = 0;
+    for at in memchr_iter(b'@', b) {
+        if at < done {
+            continue;
+        }
+        let mut start = at;
+        while start > done && local_part(b[start - 1]) {
+            start -= 1;
+        }
+        while start < at && b[start] == b'.' {
+            start += 1;
+        }
+        let mut end = at + 1;
+        while end < b.len() && domain_part(b[end]) {
+            end += 1;
+        }
+        while end > at + 1 && matches!(b[end - 1], b'.' | b'-') {
+            end -= 1;
+        }
+        let domain = &b[at + 1..end];
+        let tld_ok = domain.iter().rposition(|&c| c == b'.').is_some_and(|dot| {
+            let tld = &domain[dot + 1..];
+            tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) && dot > 0
+        });
+        if start < at && tld_ok {
+            out.push(Hit::new(start..end, Entity::Email));
+            done = end;
+        }
+    }
+}
+
+/// Characters that end a URL in running text.
+fn url_stop(c: u8) -> bool {
+    c.is_ascii_whitespace()
+        || matches!(
+            c,
+            b'<' | b'>' | b'"' | b'`' | b'|' | b'\\' | b'{' | b'}' | b'^'
+        )
+}
+
+fn urls(b: &[u8], out: &mut Hits) {
+    let mut done = 0;
+    static SCHEME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"://"));
+    static WWW: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"www."));
+    let schemes = SCHEME.find_iter(b).map(|p| (p, true));
+    let www = WWW.find_iter(b).map(|p| (p, false));
+    let mut starts: Vec<(usize, bool)> = schemes.chain(www).collect();
+    starts.sort_unstable();
+    for (p, scheme) in starts {
+        if p < done {
+            continue;
+        }
+        let start = if scheme {
+            let mut s = p;
+            while s > 0
+                && (b[s - 1].is_ascii_alphanumeric() || matches!(b[s - 1], b'+' | b'.' | b'-'))
+            {
+                s -= 1;
+            }
+            if !(2..=10).contains(&(p - s)) || !b[s].is_ascii_alphabetic() {
+                continue;
+            }
+            s
+        } else {
+            if p > 0 && (b[p - 1].is_ascii_alphanumeric() || b[p - 1] == b'/') {
+                continue;
+            }
+            p
+        };
+        let mut end = p + if scheme { 3 } else { 4 };
+        while end < b.len() && !url_stop(b[end]) {
+            end += 1;
+        }
+        if !scheme && !has_domain(&b[p + 4..end]) {
+            continue; // `www.a` is no address
+        }
+        // Trailing punctuation belongs to the sentence, as does a closing
+        // bracket that the URL did not open.
+        while let Some(&last) = b[..end].last() {
+            let unbalanced = |open: u8, close: u8| {
+                last == close
+                    && b[start..end].iter().filter(|&&c| c == open).count()
+                        < b[start..end].iter().filter(|&&c| c == close).count()
+            };
+            if matches!(last, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'*')
+                || unbalanced(b'(', b')')
+                || unbalanced(b'[', b']')
+            {
+                end -= 1;
+            } else {
+                break;
+            }
+        }
+        if end > p + 4 {
+            out.push(Hit::new(start..end, Entity::Url));
+            done = end;
+        }
+    }
+}
+
+/// After `www.`: a host with a dot and a top-level domain of two letters or
+/// more (`example.org`).
+fn has_domain(rest: &[u8]) -> bool {
+    let host_len = rest
+        .iter()
+        .position(|c| matches!(c, b'/' | b'?' | b'#' | b':'))
+        .unwrap_or(rest.len());
+    let host = &rest[..host_len];
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    host.iter().rposition(|&c| c == b'.').is_some_and(|dot| {
+        let tld = &host[dot + 1..];
+        dot > 0 && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic)
+    })
+}
+
+/// `00:1A:2B:3C:4D:5E` or `00-1A-2B-3C-4D-5E`.
+fn macs(b: &[u8], out: &mut Hits) {
+    let mut done = 0;
+    for p in memchr2_iter(b':', b'-', b) {
+        let Some(start) = p.checked_sub(2) else {
+            continue;
+        };
+        if start < done || start + 17 > b.len() {
+            continue;
+        }
+        let w = &b[start..start + 17];
+        let sep = w[2];
+        let shaped = (0..17).all(|k| {
+            if k % 3 == 2 {
+                w[k] == sep
+            } else {
+                w[k].is_ascii_hexdigit()
+            }
+        });
+        let clear = (start == 0 || !b[start - 1].is_ascii_alphanumeric() && b[start - 1] != sep)
+            && b.get(start + 17)
+                .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != sep);
+        if shaped && clear {
+            out.push(Hit::new(start..start + 17, Entity::Mac));
+            done = start + 17;
+        }
+    }
+}
+
+fn ipv6_char(c: u8) -> bool {
+    c.is_ascii_hexdigit() || c == b':' || c == b'.'
+}
+
+fn ipv6(text: &str, out: &mut Hits) {
+    let b = text.as_bytes();
+    let mut done = 0;
+    for p in memchr_iter(b':', b) {
+        if p < done {
+            continue;
+        }
+        let mut start = p;
+        while start > 0 && ipv6_char(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = p;
+        while end < b.len() && ipv6_char(b[end]) {
+            end += 1;
+        }
+        done = end;
+        // A sentence's full stop or colon is not part of the address.
+        while end > start && matches!(b[end - 1], b'.') {
+            end -= 1;
+        }
+        let cand = &text[start..end];
+        let colons = cand.bytes().filter(|&c| c == b':').count();
+        let groups = cand.split(':').filter(|g| !g.is_empty()).count();
+        let clear = (start == 0 || !b[start - 1].is_ascii_alphanumeric())
+            && b.get(end).is_none_or(|c| !c.is_ascii_alphanumeric());
+        if colons >= 2 && groups >= 2 && clear && cand.parse::<Ipv6Addr>().is_ok() {
+            let end = prefix_len_end(b, end);
+            out.push(Hit::new(start..end, Entity::Ip));
+        }
+    }
+}
+
+/// Past a `/64` prefix length right after an address.
+fn prefix_len_end(b: &[u8], end: usize) -> usize {
+    if b.get(end) != Some(&b'/') {
+        return end;
+    }
+    let digits = b[end + 1..]
+        .iter()
+        .take(3)
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    if digits > 0 { end + 1 + digits } else { end }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str, entity: Entity) -> Vec<&str> {
+        let mut out = Hits::new();
+        find(text, &mut out);
+        out.into_iter()
+            .filter(|h| h.entity == entity)
+            .map(|h| &text[h.range])
+            .collect()
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            found("mail john.smith+x@mail.example.org.", Entity::Email),
+            ["john.smith+x@mail.example.org"]
+        );
+        assert_eq!(
+            found("<a@b.co>, c_d@e-f.com", Entity::Email),
+            ["a@b.co", "c_d@e-f.com"]
+        );
+        assert!(found("user@localhost", Entity::Email).is_empty(), "no TLD");
+        assert!(found("@handle and x@.com and a@b.c1", Entity::Email).is_empty());
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            found(
+                "see https://portal.example.org/p/123?id=9#x. Then",
+                Entity::Url
+            ),
+            ["https://portal.example.org/p/123?id=9#x"]
+        );
+        assert_eq!(
+            found("(www.example.com/a)", Entity::Url),
+            ["www.example.com/a"]
+        );
+        assert_eq!(
+            found("https://en.wikipedia.org/wiki/A_(b)", Entity::Url),
+            ["https://en.wikipedia.org/wiki/A_(b)"]
+        );
+        assert!(found("the ://x and awww.x and www.a and www.com", Entity::Url).is_empty());
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            found("mac 00:1A:2B:3C:4D:5E;", Entity::Mac),
+            ["00:1A:2B:3C:4D:5E"]
+        );
+        assert_eq!(
+            found("00-1a-2b-3c-4d-5e", Entity::Mac),
+            ["00-1a-2b-3c-4d-5e"]
+        );
+        assert!(
+            found("00:1A:2B:3C:4D:5E:6F", Entity::Mac).is_empty(),
+            "eight-byte EUI is longer"
+        );
+        assert!(
+            found("00:1A-2B:3C:4D:5E", Entity::Mac).is_empty(),
+            "mixed separators"
+        );
+        assert!(
+            found("00:1G:2B:3C:4D:5E", Entity::Mac).is_empty(),
+            "not hex"
+        );
+    }
+
+    #[test]
+    fn ipv6() {
+        assert_eq!(
+            found("from 2001:db8::8a2e:370:7334.", Entity::Ip),
+            ["2001:db8::8a2e:370:7334"]
+        );
+        assert_eq!(found("fe80::1/64 up", Entity::Ip), ["fe80::1/64"]);
+        assert_eq!(found("::ffff:192.0.2.1", Entity::Ip), ["::ffff:192.0.2.1"]);
+        assert!(found("at 10:30:00 and std::vector", Entity::Ip).is_empty());
+        assert!(found("Note:: x", Entity::Ip).is_empty());
+    }
+}

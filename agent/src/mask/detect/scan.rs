@@ -1,0 +1,151 @@
+//! Tokens the detectors share: runs of digits, words, and the boundary and
+//! context tests around them. Offsets are byte offsets into the text.
+
+use std::ops::Range;
+
+/// Maximal runs of ASCII digits, into `out`.
+pub(crate) fn digit_groups(b: &[u8], out: &mut Vec<Range<usize>>) {
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let s = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(s..i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Maximal runs of letters (any script), with apostrophes between letters
+/// kept inside (`O'Brien`, `Parkinson's`), into `out`.
+pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
+    let b = text.as_bytes();
+    let mut start: Option<usize> = None;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphabetic() {
+            start.get_or_insert(i);
+            i += 1;
+            continue;
+        }
+        let (c, len) = if b[i] < 0x80 {
+            (b[i] as char, 1)
+        } else {
+            let c = text[i..].chars().next().expect("i is on a char boundary");
+            (c, c.len_utf8())
+        };
+        let letter = c.is_alphabetic();
+        let joiner = (c == '\'' || c == '’')
+            && start.is_some()
+            && text[i + len..]
+                .chars()
+                .next()
+                .is_some_and(char::is_alphabetic);
+        if letter || joiner {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            out.push(s..i);
+        }
+        i += len;
+    }
+    if let Some(s) = start {
+        out.push(s..b.len());
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn digit_groups_of(b: &[u8]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    digit_groups(b, &mut out);
+    out
+}
+
+#[cfg(test)]
+pub(crate) fn words_of(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    words(text, &mut out);
+    out
+}
+
+/// No letter or digit, and no digit-joining separator (`-./`) after a digit,
+/// right before `i`: a match starting at `i` is not the tail of a longer
+/// token.
+pub(crate) fn clear_before(b: &[u8], i: usize) -> bool {
+    if i == 0 {
+        return true;
+    }
+    let p = b[i - 1];
+    if p.is_ascii_alphanumeric() {
+        return false;
+    }
+    !(matches!(p, b'-' | b'.' | b'/' | b':') && i >= 2 && b[i - 2].is_ascii_digit())
+}
+
+/// The mirror of `clear_before` for a match ending at `j`.
+pub(crate) fn clear_after(b: &[u8], j: usize) -> bool {
+    if j >= b.len() {
+        return true;
+    }
+    let n = b[j];
+    if n.is_ascii_alphanumeric() {
+        return false;
+    }
+    !(matches!(n, b'-' | b'.' | b'/' | b':') && j + 1 < b.len() && b[j + 1].is_ascii_digit())
+}
+
+/// True when one of the (lower-case ASCII) `cues` ends within `window`
+/// bytes before `pos`, starting at a word boundary (`tel` is not in `hotel`).
+pub(crate) fn cue_before(b: &[u8], pos: usize, window: usize, cues: &[&str]) -> bool {
+    let from = pos.saturating_sub(window);
+    let hay = &b[from..pos];
+    cues.iter().any(|cue| {
+        let cue = cue.as_bytes();
+        hay.windows(cue.len()).enumerate().any(|(k, w)| {
+            let at = from + k;
+            w.eq_ignore_ascii_case(cue) && (at == 0 || !b[at - 1].is_ascii_alphabetic())
+        })
+    })
+}
+
+/// The bytes between the end of one token and the start of the next.
+pub(crate) fn between<'a>(b: &'a [u8], a: &Range<usize>, c: &Range<usize>) -> &'a [u8] {
+    &b[a.end..c.start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digit_runs() {
+        assert_eq!(digit_groups_of(b"a12-345 6"), vec![1..3, 4..7, 8..9]);
+        assert!(digit_groups_of(b"none").is_empty());
+    }
+
+    #[test]
+    fn words_keep_inner_apostrophes_and_any_script() {
+        let t = "O'Brien's José-山田 'x' 12ab";
+        let got: Vec<&str> = words_of(t).into_iter().map(|r| &t[r]).collect();
+        assert_eq!(got, vec!["O'Brien's", "José", "山田", "x", "ab"]);
+    }
+
+    #[test]
+    fn boundaries() {
+        assert!(clear_before(b" 123", 1));
+        assert!(!clear_before(b"a123", 1));
+        assert!(!clear_before(b"9-123", 2));
+        assert!(clear_before(b"x-123", 2));
+        assert!(clear_after(b"123.", 3));
+        assert!(!clear_after(b"123.4", 3));
+    }
+
+    #[test]
+    fn cues() {
+        let t = b"Home tel: 617";
+        assert!(cue_before(t, 10, 12, &["tel"]));
+        assert!(!cue_before(b"hotel 617", 6, 12, &["tel"]));
+    }
+}

@@ -1,0 +1,605 @@
+//! Masking JSON text where it stands: a strict RFC 8259 reader walks the
+//! bytes once, decodes each string (escapes resolved, so `\u002d` hides
+//! nothing), masks it by its scope and key, and plans edits over the
+//! original bytes. Formatting, key order and untouched bytes stay exactly
+//! as they were; an edit that keeps the length of the encoded span lets the
+//! caller write the result in place.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use memchr::{memchr, memchr2};
+
+use super::Masker;
+use super::action::plan_number;
+use super::edit::{Edit, Fill, lift};
+use super::entity::{Counts, Entity};
+use super::fasthash::FastMap;
+use super::keys::applies;
+use super::media::{Media, MediaPolicy};
+use super::scope::{Mode, Scope};
+use super::text::StrCtx;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonError {
+    /// Not JSON (or truncated) at this byte offset.
+    Syntax(usize),
+    /// Nested deeper than the profile allows.
+    TooDeep,
+}
+
+/// Plans the edits that mask the JSON document `s`. A document whose top
+/// level mentions `"jsonrpc"` is read as a JSON-RPC message (or batch),
+/// anything else as content throughout. `nesting` counts the documents
+/// enclosing this one.
+pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Counts), JsonError> {
+    let b = s.as_bytes();
+    let rpc = nesting == 0 && memchr::memmem::find(b, b"\"jsonrpc\"").is_some();
+    let mut w = Walker {
+        m,
+        s,
+        b,
+        pos: 0,
+        depth: 0,
+        nesting,
+        edits: Vec::new(),
+        counts: Counts::default(),
+        rules: FastMap::default(),
+        planned: Vec::new(),
+    };
+    w.ws();
+    w.value(
+        if rpc { Scope::Message } else { Scope::Content },
+        None,
+        false,
+    )?;
+    w.ws();
+    if w.pos != b.len() {
+        return Err(JsonError::Syntax(w.pos));
+    }
+    // Deferred media fields are planned when their object closes, after the
+    // edits inside it.
+    w.edits.sort_by_key(|e| e.range.start);
+    Ok((w.edits, w.counts))
+}
+
+/// A string token: where it is, and its decoded text.
+struct StrTok<'a> {
+    /// The whole token, quotes included.
+    range: Range<usize>,
+    decoded: Cow<'a, str>,
+    /// Where decoded and encoded offsets part, when the token has escapes.
+    escapes: Option<Escapes>,
+}
+
+impl StrTok<'_> {
+    fn content_start(&self) -> usize {
+        self.range.start + 1
+    }
+
+    /// The offset in the message of decoded byte `i` (on a character
+    /// boundary, or the end).
+    fn encoded(&self, i: usize) -> usize {
+        self.content_start() + self.escapes.as_ref().map_or(i, |e| e.encoded(i))
+    }
+}
+
+/// The escapes of one string: decoded start, encoded start, decoded and
+/// encoded lengths of each, in order. Offsets are from the content start.
+#[derive(Default)]
+struct Escapes(Vec<(u32, u32, u8, u8)>);
+
+impl Escapes {
+    fn encoded(&self, i: usize) -> usize {
+        let i = i as u32;
+        let at = self.0.partition_point(|e| e.0 <= i);
+        match at.checked_sub(1).map(|k| self.0[k]) {
+            None => i as usize,
+            // Character boundaries inside an escape's output are its start.
+            Some((dec, enc, dec_len, _)) if i < dec + u32::from(dec_len) => enc as usize,
+            Some((dec, enc, dec_len, enc_len)) => {
+                (enc + u32::from(enc_len) + (i - dec - u32::from(dec_len))) as usize
+            }
+        }
+    }
+}
+
+/// What an object asks of the array holding it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Drop,
+}
+
+/// The fields of a content object that decide how its `data`/`blob`
+/// strings are treated; those strings wait until the object closes.
+#[derive(Default)]
+struct MediaFields<'a> {
+    item_type: Option<String>,
+    mime: Option<String>,
+    /// `data`/`blob` strings: whether a blob, the token, its key rule.
+    deferred: Vec<(bool, StrTok<'a>, Option<&'a Entity>)>,
+}
+
+struct Walker<'m, 'a> {
+    m: &'m Masker,
+    s: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    depth: usize,
+    nesting: usize,
+    edits: Vec<Edit>,
+    counts: Counts,
+    /// Key → its own rule, for this walk: rows repeat the same keys.
+    rules: FastMap<Box<str>, Option<&'a Entity>>,
+    /// Scratch for one string's edits.
+    planned: Vec<Edit>,
+}
+
+impl<'m: 'a, 'a> Walker<'m, 'a> {
+    fn err<T>(&self) -> Result<T, JsonError> {
+        Err(JsonError::Syntax(self.pos))
+    }
+
+    fn ws(&mut self) {
+        while self.pos < self.b.len() && matches!(self.b[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), JsonError> {
+        if self.b.get(self.pos) == Some(&c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err()
+        }
+    }
+
+    fn enter(&mut self) -> Result<(), JsonError> {
+        self.depth += 1;
+        if self.depth > self.m.profile.max_depth {
+            Err(JsonError::TooDeep)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The rule for the value under `key` (see `Masker::rule`), with the
+    /// key's own rule looked up once per walk.
+    fn rule(
+        &mut self,
+        scope: Scope,
+        key: &str,
+        inherited: Option<&'a Entity>,
+    ) -> Option<&'a Entity> {
+        if !scope.is_content() {
+            return None;
+        }
+        let m: &'a Masker = self.m;
+        let own = match self.rules.get(key) {
+            Some(own) => *own,
+            None => {
+                let own = m.rule(Mode::Full, Some(key), None);
+                self.rules.insert(key.into(), own);
+                own
+            }
+        };
+        own.or(inherited.filter(|e| m.profile.is_enabled(e)))
+    }
+
+    /// A value whose key rule is `rule`.
+    fn value(
+        &mut self,
+        scope: Scope,
+        rule: Option<&'a Entity>,
+        in_array: bool,
+    ) -> Result<Verdict, JsonError> {
+        match self.b.get(self.pos) {
+            Some(b'{') => self.object(scope, rule, in_array),
+            Some(b'[') => {
+                self.array(scope, rule)?;
+                Ok(Verdict::Keep)
+            }
+            Some(b'"') => {
+                let tok = self.string()?;
+                self.mask_string(&tok, scope, rule);
+                Ok(Verdict::Keep)
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let r = self.number()?;
+                self.mask_number(r, scope, rule);
+                Ok(Verdict::Keep)
+            }
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            _ => self.err(),
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Result<Verdict, JsonError> {
+        if self.b[self.pos..].starts_with(lit) {
+            self.pos += lit.len();
+            Ok(Verdict::Keep)
+        } else {
+            self.err()
+        }
+    }
+
+    fn number(&mut self) -> Result<Range<usize>, JsonError> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start;
+        let digits = |i: &mut usize| {
+            let s = *i;
+            while *i < b.len() && b[*i].is_ascii_digit() {
+                *i += 1;
+            }
+            *i > s
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            _ => return Err(JsonError::Syntax(i)),
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if !digits(&mut i) {
+                return Err(JsonError::Syntax(i));
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            if !digits(&mut i) {
+                return Err(JsonError::Syntax(i));
+            }
+        }
+        self.pos = i;
+        Ok(start..i)
+    }
+
+    fn string(&mut self) -> Result<StrTok<'a>, JsonError> {
+        let b = self.b;
+        let start = self.pos;
+        let mut i = start + 1;
+        let mut escaped = false;
+        loop {
+            let Some(k) = memchr2(b'"', b'\\', &b[i..]) else {
+                return Err(JsonError::Syntax(b.len()));
+            };
+            if has_control(&b[i..i + k]) {
+                return Err(JsonError::Syntax(i));
+            }
+            i += k;
+            if b[i] == b'"' {
+                break;
+            }
+            escaped = true;
+            i += match b.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+                Some(b'u')
+                    if b.get(i + 2..i + 6)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                {
+                    6
+                }
+                _ => return Err(JsonError::Syntax(i)),
+            };
+        }
+        self.pos = i + 1;
+        let content = &self.s[start + 1..i];
+        let (decoded, escapes) = if escaped {
+            let (d, e) = decode(content).ok_or(JsonError::Syntax(start))?;
+            (Cow::Owned(d), Some(e))
+        } else {
+            (Cow::Borrowed(content), None)
+        };
+        Ok(StrTok {
+            range: start..i + 1,
+            decoded,
+            escapes,
+        })
+    }
+
+    fn object(
+        &mut self,
+        scope: Scope,
+        rule: Option<&'a Entity>,
+        in_array: bool,
+    ) -> Result<Verdict, JsonError> {
+        let start = self.pos;
+        self.pos += 1;
+        self.enter()?;
+        let edits_before = self.edits.len();
+        let mut media = MediaFields::default();
+        self.ws();
+        if self.b.get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(Verdict::Keep);
+        }
+        loop {
+            self.ws();
+            if self.b.get(self.pos) != Some(&b'"') {
+                return self.err();
+            }
+            let key = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            let key = key.decoded;
+            let child = scope.child(&key);
+            let child_rule = self.rule(child, &key, rule);
+            let is_string = self.b.get(self.pos) == Some(&b'"');
+            let media_field = scope.is_content() && is_string;
+            if media_field && (key == "data" || key == "blob") {
+                let tok = self.string()?;
+                media.deferred.push((key == "blob", tok, child_rule));
+            } else if media_field && (key == "type" || key == "mimeType") {
+                let tok = self.string()?;
+                let value = tok.decoded.to_string();
+                self.mask_string(&tok, child, child_rule);
+                if key == "type" {
+                    media.item_type = Some(value);
+                } else {
+                    media.mime = Some(value);
+                }
+            } else {
+                self.value(child, child_rule, false)?;
+            }
+            self.ws();
+            match self.b.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return self.err(),
+            }
+        }
+        self.depth -= 1;
+        Ok(self.finish_object(start..self.pos, scope, media, edits_before, in_array))
+    }
+
+    /// Plans the deferred `data`/`blob` strings of a closed object, and
+    /// applies the media policy to image and audio items.
+    fn finish_object(
+        &mut self,
+        span: Range<usize>,
+        scope: Scope,
+        media: MediaFields<'a>,
+        edits_before: usize,
+        in_array: bool,
+    ) -> Verdict {
+        for (is_blob, tok, rule) in media.deferred {
+            let kind = Media::classify(media.item_type.as_deref(), media.mime.as_deref(), is_blob);
+            let policy = match kind {
+                Media::Image => self.m.profile.images,
+                Media::Audio => self.m.profile.audio,
+                Media::TextBlob => {
+                    if let Some(b64) =
+                        self.m
+                            .mask_blob(&tok.decoded, self.nesting, &mut self.counts)
+                    {
+                        self.edits
+                            .push(Edit::text(tok.content_start()..tok.range.end - 1, b64));
+                    }
+                    continue;
+                }
+                Media::OpaqueBlob => continue,
+                Media::None => {
+                    self.mask_string(
+                        &tok,
+                        scope.child(if is_blob { "blob" } else { "data" }),
+                        rule,
+                    );
+                    continue;
+                }
+            };
+            if policy == MediaPolicy::Keep {
+                continue;
+            }
+            self.counts.add(&kind.entity().expect("image or audio"), 1);
+            // Nothing planned inside the item survives its removal.
+            self.edits.truncate(edits_before);
+            if policy == MediaPolicy::Drop && in_array {
+                return Verdict::Drop;
+            }
+            self.edits.push(Edit::text(span, kind.placeholder()));
+            return Verdict::Keep;
+        }
+        Verdict::Keep
+    }
+
+    /// Every element gets the array's own rule (`"phones": [...]`).
+    fn array(&mut self, scope: Scope, rule: Option<&'a Entity>) -> Result<(), JsonError> {
+        self.pos += 1;
+        self.enter()?;
+        let element = scope.element();
+        // Element spans, kept only once an element asks to be dropped.
+        let mut spans: Vec<(Range<usize>, bool)> = Vec::new();
+        let mut any_drop = false;
+        self.ws();
+        if self.b.get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            self.depth -= 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let start = self.pos;
+            let verdict = self.value(element, rule, true)?;
+            let dropped = verdict == Verdict::Drop;
+            any_drop |= dropped;
+            spans.push((start..self.pos, dropped));
+            self.ws();
+            match self.b.get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => return self.err(),
+            }
+        }
+        self.depth -= 1;
+        if any_drop {
+            self.drop_elements(&spans);
+        }
+        Ok(())
+    }
+
+    /// Removes dropped elements with their commas: each run of dropped
+    /// elements goes up to the next kept one, or back to the previous kept
+    /// one when it ends the array.
+    fn drop_elements(&mut self, spans: &[(Range<usize>, bool)]) {
+        let mut i = 0;
+        while i < spans.len() {
+            if !spans[i].1 {
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            while j + 1 < spans.len() && spans[j + 1].1 {
+                j += 1;
+            }
+            let cut = if j + 1 < spans.len() {
+                spans[i].0.start..spans[j + 1].0.start
+            } else if i > 0 {
+                spans[i - 1].0.end..spans[j].0.end
+            } else {
+                spans[i].0.start..spans[j].0.end
+            };
+            self.edits
+                .retain(|e| e.range.end <= cut.start || e.range.start >= cut.end);
+            self.edits.push(Edit::text(cut, ""));
+            i = j + 1;
+        }
+    }
+
+    fn mask_string(&mut self, tok: &StrTok<'_>, scope: Scope, rule: Option<&Entity>) {
+        let Some(mode) = scope.mode() else { return };
+        let ctx = StrCtx {
+            rule,
+            mode,
+            null_ok: true,
+            nesting: self.nesting,
+        };
+        // Planned into a buffer kept across strings, then moved into place.
+        let mut planned = std::mem::take(&mut self.planned);
+        if self
+            .m
+            .plan_string(&tok.decoded, &ctx, &mut planned, &mut self.counts)
+        {
+            self.edits.push(Edit {
+                range: tok.range.clone(),
+                fill: Fill::Null,
+            });
+        } else if !planned.is_empty() {
+            lift(planned.drain(..), |i| tok.encoded(i), &mut self.edits);
+        }
+        planned.clear();
+        self.planned = planned;
+    }
+
+    /// Numbers are masked only under key rules (`"ssn": 123456789`).
+    fn mask_number(&mut self, r: Range<usize>, scope: Scope, rule: Option<&'a Entity>) {
+        let token = &self.s[r.clone()];
+        if let Some(entity) = rule.filter(|_| scope.is_content())
+            && applies(entity, token)
+        {
+            self.counts.add(entity, 1);
+            let action = self.m.profile.action(entity);
+            self.edits
+                .push(plan_number(action, entity, token, r, &self.m.pseudonyms));
+        }
+    }
+}
+
+/// A control character (which JSON strings must escape) in `seg`; a fold
+/// rather than `any` so the compiler vectorises it.
+fn has_control(seg: &[u8]) -> bool {
+    seg.chunks(64)
+        .any(|c| c.iter().fold(false, |acc, &b| acc | (b < 0x20)))
+}
+
+/// Decodes the content of a JSON string with escapes, and where each
+/// escape is. `None` for a lone surrogate.
+fn decode(raw: &str) -> Option<(String, Escapes)> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut escapes = Escapes::default();
+    let mut i = 0;
+    let hex4 = |at: usize| u32::from_str_radix(raw.get(at..at + 4)?, 16).ok();
+    while i < b.len() {
+        if b[i] != b'\\' {
+            let next = memchr(b'\\', &b[i..]).map_or(b.len(), |k| i + k);
+            out.push_str(&raw[i..next]);
+            i = next;
+            continue;
+        }
+        let (c, len) = match b[i + 1] {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            _ => {
+                let hi = hex4(i + 2)?;
+                if (0xD800..0xDC00).contains(&hi) {
+                    if b.get(i + 6..i + 8) != Some(b"\\u") {
+                        return None;
+                    }
+                    let lo = hex4(i + 8)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    (
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?,
+                        12,
+                    )
+                } else {
+                    (char::from_u32(hi)?, 6)
+                }
+            }
+        };
+        escapes
+            .0
+            .push((out.len() as u32, i as u32, c.len_utf8() as u8, len as u8));
+        out.push(c);
+        i += len;
+    }
+    Some((out, escapes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_maps_escapes() {
+        let (d, m) = decode(r"a\u002db\n\ud83d\ude00é").unwrap();
+        assert_eq!(d, "a-b\n😀é");
+        assert_eq!(m.encoded(0), 0);
+        assert_eq!(m.encoded(1), 1); // '-' comes from the \u002d at 1
+        assert_eq!(m.encoded(2), 7); // 'b'
+        assert_eq!(m.encoded(3), 8); // '\n'
+        assert_eq!(m.encoded(4), 10); // the emoji's escape pair starts at 10
+        assert_eq!(m.encoded(8), 22); // 'é' after the 12-byte pair
+        assert_eq!(m.encoded(d.len()), 24);
+        assert!(decode(r"\ud83d").is_none(), "lone surrogate");
+        assert!(decode(r"\udc00x").is_none());
+    }
+}

@@ -1,0 +1,303 @@
+//! Column rules in tables inside text: markdown tables and CSV/TSV with a
+//! header row. A cell under a header that a key rule names is masked whole;
+//! cells are edited where they stand, so the table keeps its layout.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::detect::{Hit, Hits};
+use super::entity::Entity;
+use super::keys::{KeyRules, applies};
+
+/// Finds the cells of key-ruled columns. Markdown tables are looked for
+/// first; CSV only when the text has none.
+pub(crate) fn find(text: &str, rules: &KeyRules, out: &mut Hits) {
+    if rules.is_empty() || !text.contains('\n') {
+        return;
+    }
+    if text.contains('|') && markdown(text, rules, out) {
+        return;
+    }
+    csv(text, rules, out);
+}
+
+/// Lines with their byte ranges (without the line break).
+fn lines(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.bytes().enumerate() {
+        if c == b'\n' {
+            let end = if i > start && text.as_bytes()[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            };
+            out.push(start..end);
+            start = i + 1;
+        }
+    }
+    out.push(start..text.len());
+    out
+}
+
+/// The trimmed cells of a markdown row, without the outer pipes; `\|` is
+/// not a separator.
+fn md_cells(text: &str, line: &Range<usize>) -> Vec<Range<usize>> {
+    let b = text.as_bytes();
+    let mut seps = vec![line.start];
+    let mut i = line.start;
+    while i < line.end {
+        if b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == b'|' {
+            seps.push(i + 1);
+        }
+        i += 1;
+    }
+    seps.push(line.end + 1);
+    let mut cells: Vec<Range<usize>> = seps.windows(2).map(|w| w[0]..w[1] - 1).collect();
+    // Outer pipes leave an empty first and last cell.
+    if cells
+        .first()
+        .is_some_and(|c| text[c.clone()].trim().is_empty())
+    {
+        cells.remove(0);
+    }
+    if cells
+        .last()
+        .is_some_and(|c| text[c.clone()].trim().is_empty())
+    {
+        cells.pop();
+    }
+    cells.into_iter().map(|c| trim(text, c)).collect()
+}
+
+fn trim(text: &str, r: Range<usize>) -> Range<usize> {
+    let s = &text[r.clone()];
+    let rest = s.trim_start();
+    let start = r.start + (s.len() - rest.len());
+    start..start + rest.trim_end().len()
+}
+
+fn is_separator_row(text: &str, cells: &[Range<usize>]) -> bool {
+    !cells.is_empty()
+        && cells.iter().all(|c| {
+            let s = text[c.clone()].trim_matches(':');
+            s.len() >= 3 && s.bytes().all(|b| b == b'-')
+        })
+}
+
+fn column_rules(text: &str, header: &[Range<usize>], rules: &KeyRules) -> Vec<Option<Entity>> {
+    header
+        .iter()
+        .map(|c| rules.lookup(&text[c.clone()]).cloned())
+        .collect()
+}
+
+fn push_cell(text: &str, cell: Range<usize>, rule: &Option<Entity>, out: &mut Hits) {
+    if let Some(entity) = rule
+        && !cell.is_empty()
+        && applies(entity, &text[cell.clone()])
+    {
+        out.push(Hit::new(cell, entity.clone()));
+    }
+}
+
+/// Every table in the text; true if one was found.
+fn markdown(text: &str, rules: &KeyRules, out: &mut Hits) -> bool {
+    let lines = lines(text);
+    let mut found = false;
+    let mut i = 0;
+    while i + 1 < lines.len() {
+        let header = md_cells(text, &lines[i]);
+        if !text[lines[i].clone()].contains('|')
+            || !is_separator_row(text, &md_cells(text, &lines[i + 1]))
+        {
+            i += 1;
+            continue;
+        }
+        found = true;
+        let cols = column_rules(text, &header, rules);
+        i += 2;
+        while i < lines.len() && text[lines[i].clone()].contains('|') {
+            for (cell, rule) in md_cells(text, &lines[i]).into_iter().zip(&cols) {
+                push_cell(text, cell, rule, out);
+            }
+            i += 1;
+        }
+    }
+    found
+}
+
+/// The delimiter of a CSV/TSV/semicolon header line, if it has one.
+fn delimiter(header: &str) -> Option<u8> {
+    [b',', b'\t', b';']
+        .into_iter()
+        .map(|d| (d, header.bytes().filter(|&c| c == d).count()))
+        .filter(|&(_, n)| n > 0)
+        .max_by_key(|&(_, n)| n)
+        .map(|(d, _)| d)
+}
+
+thread_local! {
+    /// Built once per thread and delimiter (building compiles a DFA, which
+    /// costs more than parsing a table) and reset before each parse.
+    /// (`Reader::clone` loses part of the DFA in csv-core 0.1, so no clones.)
+    static READERS: RefCell<[(u8, csv_core::Reader); 3]> =
+        RefCell::new([b',', b'\t', b';'].map(|d| (d, csv_core::ReaderBuilder::new().delimiter(d).build())));
+}
+
+/// The raw byte ranges of each record's fields, as csv-core reads them,
+/// from the first `max_records` records.
+fn csv_records(text: &str, delim: u8, max_records: usize) -> Vec<Vec<Range<usize>>> {
+    READERS.with_borrow_mut(|readers| {
+        let reader = &mut readers
+            .iter_mut()
+            .find(|(d, _)| *d == delim)
+            .expect("a known delimiter")
+            .1;
+        reader.reset();
+        read_records(reader, text.as_bytes(), delim, max_records)
+    })
+}
+
+fn read_records(
+    reader: &mut csv_core::Reader,
+    b: &[u8],
+    delim: u8,
+    max_records: usize,
+) -> Vec<Vec<Range<usize>>> {
+    let mut scratch = [0u8; 4096];
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut pos = 0;
+    let mut field_start = 0;
+    loop {
+        let (result, nin, _) = reader.read_field(&b[pos..], &mut scratch);
+        pos += nin;
+        match result {
+            // Input is all given at once: InputEmpty asks for the end of
+            // input (the next call passes an empty slice); OutputFull only
+            // means a long field continues.
+            csv_core::ReadFieldResult::InputEmpty | csv_core::ReadFieldResult::OutputFull => {}
+            csv_core::ReadFieldResult::Field { record_end } => {
+                let mut raw = field_start..pos;
+                // The consumed bytes end with the delimiter or line break
+                // and may start with the previous record's line break.
+                while raw.end > raw.start && matches!(b[raw.end - 1], b'\n' | b'\r') {
+                    raw.end -= 1;
+                }
+                if !record_end && raw.end > raw.start && b[raw.end - 1] == delim {
+                    raw.end -= 1;
+                }
+                while raw.start < raw.end && matches!(b[raw.start], b'\n' | b'\r') {
+                    raw.start += 1;
+                }
+                record.push(raw);
+                field_start = pos;
+                if record_end {
+                    records.push(std::mem::take(&mut record));
+                    if records.len() == max_records {
+                        break;
+                    }
+                }
+            }
+            csv_core::ReadFieldResult::End => break,
+        }
+    }
+    records
+}
+
+/// The value inside a raw CSV field: without its quotes and outer spaces.
+fn unquoted(text: &str, raw: Range<usize>) -> Range<usize> {
+    let r = trim(text, raw);
+    let b = text.as_bytes();
+    if r.len() >= 2 && b[r.start] == b'"' && b[r.end - 1] == b'"' {
+        r.start + 1..r.end - 1
+    } else {
+        r
+    }
+}
+
+fn csv(text: &str, rules: &KeyRules, out: &mut Hits) {
+    let first = text.lines().next().unwrap_or("");
+    let Some(delim) = delimiter(first) else {
+        return;
+    };
+    // The header alone decides whether the rest is worth parsing.
+    let head = csv_records(first, delim, 1);
+    let Some(header) = head.first() else { return };
+    let header: Vec<Range<usize>> = header.iter().map(|r| unquoted(first, r.clone())).collect();
+    let cols = column_rules(first, &header, rules);
+    if !cols.iter().any(Option::is_some) {
+        return;
+    }
+    let records = csv_records(text, delim, usize::MAX);
+    // Prose with a comma in its first line is not a table: the next record
+    // must have as many fields as the header.
+    if records.get(1).is_none_or(|r| r.len() != header.len()) {
+        return;
+    }
+    for record in &records[1..] {
+        for (raw, rule) in record.iter().zip(&cols) {
+            push_cell(text, unquoted(text, raw.clone()), rule, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(Entity, &str)> {
+        let mut out = Hits::new();
+        find(text, &KeyRules::safe_harbor(), &mut out);
+        out.into_iter()
+            .map(|h| (h.entity, &text[h.range]))
+            .collect()
+    }
+
+    #[test]
+    fn markdown_columns() {
+        let t = "Results:\n\n| Patient Name | DOB | Dx |\n|---|:---:|---|\n| Jane Doe | 1980-03-14 | E11.9 |\n| Bob \\| Ray | 1975-01-02 | I10 |\n\nend";
+        assert_eq!(
+            found(t),
+            [
+                (Entity::Name, "Jane Doe"),
+                (Entity::Date, "1980-03-14"),
+                (Entity::Name, "Bob \\| Ray"),
+                (Entity::Date, "1975-01-02")
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_columns() {
+        let t = "mrn,first_name,diagnosis,phone\r\n001,\"Smith, Jo\",E11.9,617-555-0100\n002,Ann,\"I10\",\n";
+        assert_eq!(
+            found(t),
+            [
+                (Entity::Mrn, "001"),
+                (Entity::Name, "Smith, Jo"),
+                (Entity::Phone, "617-555-0100"),
+                (Entity::Mrn, "002"),
+                (Entity::Name, "Ann")
+            ]
+        );
+        let tsv = "SSN\tNote\n123-45-6789\tok\n";
+        assert_eq!(found(tsv), [(Entity::Ssn, "123-45-6789")]);
+    }
+
+    #[test]
+    fn prose_is_not_a_table() {
+        assert!(found("Name, address and phone were verified.\nNext visit in May.").is_empty());
+        assert!(
+            found("diagnosis,code\nE11.9,x\n").is_empty(),
+            "no ruled column"
+        );
+        assert!(found("single line, name").is_empty());
+        assert!(found(" \u{b},\n").is_empty(), "whitespace-only cells");
+    }
+}
