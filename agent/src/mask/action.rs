@@ -5,6 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
+use super::detect::scan::digit_groups;
 use super::edit::{Edit, keep_last_chars};
 use super::entity::Entity;
 use super::pseudonym::Pseudonyms;
@@ -137,18 +138,7 @@ fn star_all_but(bytes: &[u8], base: usize, keep: Option<Range<usize>>, out: &mut
 pub(crate) fn year_in(date: &str) -> Option<Range<usize>> {
     let b = date.as_bytes();
     let mut runs = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            runs.push(s..i);
-        } else {
-            i += 1;
-        }
-    }
+    digit_groups(b, &mut runs);
     if let Some(r) = runs
         .iter()
         .find(|r| r.len() == 4 && matches!(b[r.start], b'1' | b'2'))
