@@ -6,7 +6,7 @@
 //! we map it back to a dotted key (`endpoint[2].match[1]`) by walking a
 //! span-preserving parse of the same text.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
@@ -42,6 +42,9 @@ pub struct Config {
     pub agent: AgentConfig,
     pub audit: AuditConfig,
     pub endpoints: Vec<Endpoint>,
+    /// `[credential.NAME]` tables, by name. Only where each secret lives:
+    /// nothing here reads it (secrets are loaded at daemon start).
+    pub credentials: BTreeMap<String, CredentialSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,10 +102,126 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `[[endpoint]]`. Everything after `matches` is L7 (HTTP/MCP) handling
+/// and only applies with `protocol = "mcp"`; `Default` is an endpoint with
+/// no name or matches and every other key at its default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Endpoint {
     pub name: String,
     pub matches: Vec<MatchSpec>,
+    /// `protocol`: what the agent does with the connection's bytes.
+    pub protocol: Protocol,
+    /// `client_tls`: whether the client speaks TLS to the agent.
+    pub client_tls: ClientTls,
+    /// `upstream`: where the agent connects instead of the original
+    /// destination (None: the original destination, over TLS).
+    pub upstream: Option<UpstreamUrl>,
+    /// `upstream_ca`: PEM CA bundle the upstream's certificate is verified
+    /// against instead of the system roots. Absolute.
+    pub upstream_ca: Option<PathBuf>,
+    /// `client_cert` + `client_key`: the agent's TLS client certificate for
+    /// the upstream (mTLS). Absolute.
+    pub client_cert: Option<ClientCert>,
+    /// `credential`: the name of a `[credential.NAME]` table (a key of
+    /// `Config::credentials`) injected into every upstream request.
+    pub credential: Option<String>,
+    /// `strip_headers`: request headers removed in addition to the client
+    /// credential headers that are always removed. Lower-cased HTTP tokens.
+    pub strip_headers: Vec<String>,
+}
+
+impl Endpoint {
+    /// An endpoint with every key except `name` and `match` at its default.
+    pub fn new(name: impl Into<String>, matches: Vec<MatchSpec>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            matches,
+            ..Endpoint::default()
+        }
+    }
+}
+
+/// `protocol`: `"mcp"` (HTTP with the L7 controls) or `"tcp"` (bytes relayed
+/// unchanged; connection records only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Mcp,
+    Tcp,
+}
+
+/// `client_tls`: `"terminate"` (the client speaks TLS and the agent
+/// terminates it with a leaf from its local CA) or `"plain"` (the client
+/// speaks plain HTTP; the agent still uses TLS upstream unless `upstream` is
+/// an `http://` URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientTls {
+    #[default]
+    Terminate,
+    Plain,
+}
+
+/// `upstream`: `https://host[:port]` or `http://host[:port]`, normalised:
+/// host names lower-cased without a trailing dot, IP literals in canonical
+/// form and IPv6 without brackets, the scheme's default port filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// `https` (true) or `http` (false).
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl UpstreamUrl {
+    /// 443 for https, 80 for http.
+    pub fn default_port(&self) -> u16 {
+        if self.tls { 443 } else { 80 }
+    }
+
+    /// `host[:port]` as in a Host header or URL authority: IPv6 bracketed,
+    /// the port left out when it is the scheme's default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == self.default_port() {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// `client_cert` and `client_key`, which go together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One `[credential.NAME]` table: how a secret is injected upstream and
+/// where it is read from. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSpec {
+    pub name: String,
+    pub kind: CredentialKind,
+    /// As written: a plain file name (no '/'), resolved against
+    /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`), or an
+    /// absolute path.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `Authorization: Bearer <secret>`.
+    Bearer,
+    /// `<header>: <secret>`; `header` is a lower-cased HTTP token, never a
+    /// hop-by-hop or framing header.
+    Header { header: String },
 }
 
 /// One `match` entry, normalised: hostnames lower-cased, a /32 or /128 CIDR
@@ -153,6 +272,39 @@ impl fmt::Display for FailMode {
     }
 }
 
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Mcp => "mcp",
+            Protocol::Tcp => "tcp",
+        })
+    }
+}
+
+impl fmt::Display for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientTls::Terminate => "terminate",
+            ClientTls::Plain => "plain",
+        })
+    }
+}
+
+/// The normalised URL, e.g. `https://mcp.internal.example:8443`.
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority())
+    }
+}
+
+impl std::str::FromStr for UpstreamUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_upstream(s)
+    }
+}
+
 impl fmt::Display for MatchSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -194,6 +346,8 @@ impl Serialize for Config {
             audit: AuditOut,
             #[serde(skip_serializing_if = "Vec::is_empty")]
             endpoint: Vec<EndpointOut<'a>>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            credential: BTreeMap<&'a str, CredentialOut<'a>>,
         }
         #[derive(Serialize)]
         struct AgentOut<'a> {
@@ -222,11 +376,34 @@ impl Serialize for Config {
             #[serde(skip_serializing_if = "Option::is_none")]
             retention_max_mb: Option<u64>,
         }
+        // The L7 keys are left out for protocol = "tcp", which refuses them.
         #[derive(Serialize)]
         struct EndpointOut<'a> {
             name: &'a str,
             #[serde(rename = "match")]
             matches: &'a [MatchSpec],
+            protocol: Protocol,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            client_tls: Option<ClientTls>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            upstream: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            upstream_ca: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            client_cert: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            client_key: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            credential: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            strip_headers: &'a [String],
+        }
+        #[derive(Serialize)]
+        struct CredentialOut<'a> {
+            kind: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            header: Option<&'a str>,
+            file: &'a str,
         }
         let a = &self.agent;
         let dur = |d: Duration| humantime::format_duration(d).to_string();
@@ -259,9 +436,39 @@ impl Serialize for Config {
             endpoint: self
                 .endpoints
                 .iter()
-                .map(|e| EndpointOut {
-                    name: &e.name,
-                    matches: &e.matches,
+                .map(|e| {
+                    let mcp = e.protocol == Protocol::Mcp;
+                    let path = |p: &PathBuf| p.display().to_string();
+                    EndpointOut {
+                        name: &e.name,
+                        matches: &e.matches,
+                        protocol: e.protocol,
+                        client_tls: mcp.then_some(e.client_tls),
+                        upstream: e.upstream.as_ref().map(ToString::to_string),
+                        upstream_ca: e.upstream_ca.as_ref().map(path),
+                        client_cert: e.client_cert.as_ref().map(|c| path(&c.cert)),
+                        client_key: e.client_cert.as_ref().map(|c| path(&c.key)),
+                        credential: e.credential.as_deref(),
+                        strip_headers: &e.strip_headers,
+                    }
+                })
+                .collect(),
+            credential: self
+                .credentials
+                .iter()
+                .map(|(name, c)| {
+                    let (kind, header) = match &c.kind {
+                        CredentialKind::Bearer => ("bearer", None),
+                        CredentialKind::Header { header } => ("header", Some(header.as_str())),
+                    };
+                    (
+                        name.as_str(),
+                        CredentialOut {
+                            kind,
+                            header,
+                            file: &c.file,
+                        },
+                    )
                 })
                 .collect(),
         }
@@ -288,12 +495,14 @@ impl Config {
         let raw: RawFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         let agent = src.agent(raw.agent.as_ref().map(|a| a.get_ref()))?;
         let audit = src.audit(raw.audit.as_ref().map(|a| a.get_ref()))?;
-        let endpoints = src.endpoints(&raw.endpoint)?;
+        let credentials = src.credentials(&raw.credential)?;
+        let endpoints = src.endpoints(&raw.endpoint, &credentials)?;
         Ok(Config {
             path: path.to_path_buf(),
             agent,
             audit,
             endpoints,
+            credentials,
         })
     }
 
@@ -424,6 +633,8 @@ struct RawFile {
     audit: Option<Spanned<RawAudit>>,
     #[serde(default)]
     endpoint: Vec<Spanned<RawEndpoint>>,
+    #[serde(default)]
+    credential: BTreeMap<Spanned<String>, Spanned<RawCredential>>,
 }
 
 #[derive(Deserialize)]
@@ -463,6 +674,22 @@ struct RawEndpoint {
     name: Option<Spanned<String>>,
     #[serde(rename = "match")]
     matches: Option<Spanned<Vec<Spanned<String>>>>,
+    protocol: Option<Spanned<String>>,
+    client_tls: Option<Spanned<String>>,
+    upstream: Option<Spanned<String>>,
+    upstream_ca: Option<Spanned<String>>,
+    client_cert: Option<Spanned<String>>,
+    client_key: Option<Spanned<String>>,
+    credential: Option<Spanned<String>>,
+    strip_headers: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+struct RawCredential {
+    kind: Option<Spanned<String>>,
+    header: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
 }
 
 // ---- validation ------------------------------------------------------------
@@ -563,6 +790,13 @@ impl Source<'_> {
             && raw.starts_with("invalid type")
         {
             message.push_str(" (write each endpoint as an [[endpoint]] table)");
+        } else if path.first() == Some(&Seg::Key("credential".into()))
+            && matches!(path.get(1), None | Some(Seg::Index(_)))
+            && raw.starts_with("invalid type")
+        {
+            // `credential = ...` or `[[credential]]` (reported at its first entry).
+            path.truncate(1);
+            message.push_str(" (write each credential as a [credential.NAME] table)");
         }
         let key = if path.is_empty() {
             None
@@ -827,7 +1061,11 @@ impl Source<'_> {
         Ok(d)
     }
 
-    fn endpoints(&self, raw: &[Spanned<RawEndpoint>]) -> Result<Vec<Endpoint>, ConfigError> {
+    fn endpoints(
+        &self,
+        raw: &[Spanned<RawEndpoint>],
+        credentials: &BTreeMap<String, CredentialSpec>,
+    ) -> Result<Vec<Endpoint>, ConfigError> {
         // First place each name / normalised match was seen, for duplicate errors.
         let mut names: HashMap<&str, (usize, usize)> = HashMap::new();
         let mut seen: HashMap<MatchSpec, (String, usize)> = HashMap::new();
@@ -838,11 +1076,7 @@ impl Source<'_> {
                 return Err(self.at(ep, format!("endpoint[{i}]"), "missing key \"name\""));
             };
             let name = name_v.get_ref();
-            let ok = (1..=64).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !ok {
+            if !valid_name(name) {
                 return Err(self.at(
                     name_v,
                     format!("endpoint[{i}].name"),
@@ -892,13 +1126,391 @@ impl Source<'_> {
                 seen.insert(spec.clone(), (format!("{key} (endpoint {name:?})"), line));
                 matches.push(spec);
             }
-            out.push(Endpoint {
-                name: name.clone(),
-                matches,
-            });
+            out.push(self.endpoint_l7(i, r, Endpoint::new(name.clone(), matches), credentials)?);
         }
         Ok(out)
     }
+
+    /// The keys after `name` and `match`, into `ep`.
+    fn endpoint_l7(
+        &self,
+        i: usize,
+        r: &RawEndpoint,
+        mut ep: Endpoint,
+        credentials: &BTreeMap<String, CredentialSpec>,
+    ) -> Result<Endpoint, ConfigError> {
+        let key = |k: &str| format!("endpoint[{i}].{k}");
+
+        ep.protocol = match r.protocol.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "mcp")) => Protocol::Mcp,
+            Some((_, "tcp")) => Protocol::Tcp,
+            Some((v, s)) => {
+                return Err(self.at(
+                    v,
+                    key("protocol"),
+                    format!("invalid protocol {s:?} (expected \"mcp\" or \"tcp\")"),
+                ));
+            }
+        };
+        if ep.protocol == Protocol::Tcp {
+            // Report the first L7 key in the file.
+            let l7 = [
+                ("client_tls", r.client_tls.as_ref().map(Spanned::span)),
+                ("upstream", r.upstream.as_ref().map(Spanned::span)),
+                ("upstream_ca", r.upstream_ca.as_ref().map(Spanned::span)),
+                ("client_cert", r.client_cert.as_ref().map(Spanned::span)),
+                ("client_key", r.client_key.as_ref().map(Spanned::span)),
+                ("credential", r.credential.as_ref().map(Spanned::span)),
+                ("strip_headers", r.strip_headers.as_ref().map(Spanned::span)),
+            ];
+            if let Some((k, span)) = l7
+                .into_iter()
+                .filter_map(|(k, s)| Some((k, s?)))
+                .min_by_key(|(_, s)| s.start)
+            {
+                return Err(self.error(
+                    Some(span),
+                    Some(key(k)),
+                    format!("{k} only applies to protocol = \"mcp\" (a \"tcp\" endpoint's bytes are relayed unchanged)"),
+                ));
+            }
+            return Ok(ep);
+        }
+
+        ep.client_tls = match r.client_tls.as_ref().map(|v| (v, v.get_ref().as_str())) {
+            None | Some((_, "terminate")) => ClientTls::Terminate,
+            Some((_, "plain")) => ClientTls::Plain,
+            Some((v, s)) => {
+                return Err(self.at(
+                    v,
+                    key("client_tls"),
+                    format!("invalid client_tls {s:?} (expected \"terminate\" or \"plain\")"),
+                ));
+            }
+        };
+
+        if let Some(v) = &r.upstream {
+            let url = parse_upstream(v.get_ref()).map_err(|m| self.at(v, key("upstream"), m))?;
+            ep.upstream = Some(url);
+        }
+        if let Some(v) = &r.upstream_ca {
+            ep.upstream_ca = Some(self.abs_path(v, &key("upstream_ca"))?);
+        }
+        ep.client_cert = match (&r.client_cert, &r.client_key) {
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err(self.at(
+                    c,
+                    key("client_cert"),
+                    "missing client_key (client_cert and client_key go together)",
+                ));
+            }
+            (None, Some(k)) => {
+                return Err(self.at(
+                    k,
+                    key("client_key"),
+                    "missing client_cert (client_cert and client_key go together)",
+                ));
+            }
+            (Some(c), Some(k)) => Some(ClientCert {
+                cert: self.abs_path(c, &key("client_cert"))?,
+                key: self.abs_path(k, &key("client_key"))?,
+            }),
+        };
+        // TLS-only settings with a plain upstream connection.
+        if let (Some(url), Some(up)) = (&ep.upstream, &r.upstream)
+            && !url.tls
+        {
+            for (k, v) in [
+                ("upstream_ca", &r.upstream_ca),
+                ("client_cert", &r.client_cert),
+            ] {
+                if let Some(v) = v {
+                    return Err(self.at(
+                        v,
+                        key(k),
+                        format!(
+                            "{k} needs a TLS upstream, but upstream {:?} (line {}) is plain http",
+                            up.get_ref(),
+                            line_col(self.text, up.span().start).0
+                        ),
+                    ));
+                }
+            }
+        }
+
+        if let Some(v) = &r.credential {
+            let name = v.get_ref();
+            if !credentials.contains_key(name) {
+                let defined = if credentials.is_empty() {
+                    "no [credential.NAME] tables are defined".to_string()
+                } else {
+                    let names: Vec<&str> = credentials.keys().map(String::as_str).collect();
+                    format!("defined: {}", names.join(", "))
+                };
+                return Err(self.at(
+                    v,
+                    key("credential"),
+                    format!("unknown credential {name:?} ({defined})"),
+                ));
+            }
+            ep.credential = Some(name.clone());
+        }
+
+        if let Some(list) = &r.strip_headers {
+            for (j, h) in list.get_ref().iter().enumerate() {
+                let k = format!("endpoint[{i}].strip_headers[{j}]");
+                let name = h.get_ref();
+                if let Err(why) = check_header_name(name) {
+                    return Err(self.at(h, k, format!("invalid header {name:?}: {why}")));
+                }
+                let lower = name.to_ascii_lowercase();
+                if let Some(first) = ep.strip_headers.iter().position(|x| *x == lower) {
+                    return Err(self.at(
+                        h,
+                        k,
+                        format!("duplicate header {name:?} (already at strip_headers[{first}])"),
+                    ));
+                }
+                ep.strip_headers.push(lower);
+            }
+        }
+        Ok(ep)
+    }
+
+    fn credentials(
+        &self,
+        raw: &BTreeMap<Spanned<String>, Spanned<RawCredential>>,
+    ) -> Result<BTreeMap<String, CredentialSpec>, ConfigError> {
+        // Report problems in file order, not name order.
+        let mut tables: Vec<_> = raw.iter().collect();
+        tables.sort_by_key(|(name, _)| name.span().start);
+        let mut out = BTreeMap::new();
+        for (name_v, table) in tables {
+            let name = name_v.get_ref();
+            let key = format!("credential.{}", render_key(name));
+            if !valid_name(name) {
+                return Err(self.at(
+                    name_v,
+                    key,
+                    format!("invalid credential name {name:?} (expected 1-64 characters of A-Z, a-z, 0-9, ., _ and -)"),
+                ));
+            }
+            let r = table.get_ref();
+            let sub = |k: &str| format!("{key}.{k}");
+
+            let Some(kind_v) = &r.kind else {
+                return Err(self.at(
+                    table,
+                    key,
+                    "missing key \"kind\" (expected \"bearer\" or \"header\")",
+                ));
+            };
+            let kind = match (kind_v.get_ref().as_str(), &r.header) {
+                ("bearer", None) => CredentialKind::Bearer,
+                ("bearer", Some(h)) => {
+                    return Err(self.at(
+                        h,
+                        sub("header"),
+                        "header only applies to kind = \"header\" (kind = \"bearer\" sends Authorization: Bearer)",
+                    ));
+                }
+                ("header", None) => {
+                    return Err(self.at(
+                        table,
+                        key,
+                        "missing key \"header\" (kind = \"header\" needs the header name, e.g. header = \"X-Api-Key\")",
+                    ));
+                }
+                ("header", Some(h)) => {
+                    let header = h.get_ref();
+                    if let Err(why) = check_header_name(header) {
+                        return Err(self.at(
+                            h,
+                            sub("header"),
+                            format!("invalid header {header:?}: {why}"),
+                        ));
+                    }
+                    CredentialKind::Header {
+                        header: header.to_ascii_lowercase(),
+                    }
+                }
+                (s, _) => {
+                    return Err(self.at(
+                        kind_v,
+                        sub("kind"),
+                        format!("invalid kind {s:?} (expected \"bearer\" or \"header\")"),
+                    ));
+                }
+            };
+
+            let Some(file_v) = &r.file else {
+                return Err(self.at(table, key, "missing key \"file\""));
+            };
+            let file = file_v.get_ref();
+            if let Err(why) = check_credential_file(file) {
+                return Err(self.at(file_v, sub("file"), format!("invalid file {file:?}: {why}")));
+            }
+
+            out.insert(
+                name.clone(),
+                CredentialSpec {
+                    name: name.clone(),
+                    kind,
+                    file: file.clone(),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Endpoint and credential names: `[A-Za-z0-9._-]{1,64}`.
+fn valid_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A relative credential file is a systemd credential name (a plain file
+/// name in `$CREDENTIALS_DIRECTORY`); otherwise an absolute path.
+fn check_credential_file(f: &str) -> Result<(), String> {
+    if f.is_empty() {
+        return Err("empty (expected a credential name or an absolute path)".into());
+    }
+    if f.contains('\0') {
+        return Err("contains a NUL character".into());
+    }
+    if f.starts_with('/') {
+        if f.ends_with('/') {
+            return Err("names a directory (expected a file)".into());
+        }
+        return Ok(());
+    }
+    if f.contains('/') {
+        return Err(
+            "a relative file must be a plain file name in $CREDENTIALS_DIRECTORY, without '/' (or use an absolute path)"
+                .into(),
+        );
+    }
+    if f == "." || f == ".." {
+        return Err("not a file name".into());
+    }
+    Ok(())
+}
+
+// ---- HTTP header names ------------------------------------------------------
+
+/// Hop-by-hop and message-framing headers: the agent manages these itself,
+/// so they can be neither injected nor stripped by configuration.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+];
+
+/// An RFC 9110 token (`tchar`s) that is not a reserved header.
+fn check_header_name(h: &str) -> Result<(), String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if h.is_empty() {
+        return Err("empty name".into());
+    }
+    if let Some(c) = h.chars().find(|&c| !c.is_ascii() || !tchar(c as u8)) {
+        return Err(format!(
+            "{c:?} is not allowed in a header name (expected letters, digits and !#$%&'*+-.^_`|~)"
+        ));
+    }
+    if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(h)) {
+        return Err("a hop-by-hop or framing header, which the agent manages itself".into());
+    }
+    Ok(())
+}
+
+// ---- upstream URLs ---------------------------------------------------------
+
+/// Parses `https://host[:port]` or `http://host[:port]`, optionally with a
+/// trailing `/`.
+fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
+    const FORM: &str = "expected https://host[:port] or http://host[:port]";
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| format!("invalid upstream {s:?} ({FORM})"))?;
+    let tls = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else {
+        return Err(format!(
+            "unsupported scheme {scheme:?} in upstream {s:?} ({FORM})"
+        ));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if let Some(i) = tail.find('#') {
+        return Err(format!(
+            "upstream {s:?} has a fragment {:?} ({FORM})",
+            &tail[i..]
+        ));
+    }
+    if let Some(i) = tail.find('?') {
+        return Err(format!(
+            "upstream {s:?} has a query {:?} ({FORM})",
+            &tail[i..]
+        ));
+    }
+    if !tail.is_empty() && tail != "/" {
+        return Err(format!(
+            "upstream {s:?} has a path {tail:?}; the agent keeps each request's own path ({FORM})"
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "upstream {s:?} has userinfo (user@); use a [credential.NAME] table for secrets ({FORM})"
+        ));
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let (ip, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in upstream {s:?} ({FORM})"))?;
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("invalid IPv6 address {ip:?} in upstream {s:?}"))?;
+        let port = match after {
+            "" => default_port,
+            _ => match after.strip_prefix(':') {
+                Some(p) => parse_port(p, s)?,
+                None => return Err(format!("invalid upstream {s:?} ({FORM})")),
+            },
+        };
+        (ip.to_string(), port)
+    } else {
+        let (host, port) = match authority.rsplit_once(':') {
+            None => (authority, default_port),
+            Some((h, _)) if h.contains(':') => {
+                return Err(format!(
+                    "IPv6 address in upstream {s:?} must be in brackets, e.g. https://[fd00::1]:8443"
+                ));
+            }
+            Some((h, p)) => (h, parse_port(p, s)?),
+        };
+        if host.is_empty() {
+            return Err(format!("missing host in upstream {s:?} ({FORM})"));
+        }
+        let host = match host.parse::<Ipv4Addr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => normalise_hostname(host)
+                .map_err(|why| format!("invalid hostname {host:?} in upstream {s:?}: {why}"))?,
+        };
+        (host, port)
+    };
+    Ok(UpstreamUrl { tls, host, port })
 }
 
 // ---- match entries ---------------------------------------------------------
@@ -1041,14 +1653,27 @@ enum Seg {
     Index(usize),
 }
 
+/// A key as written in a dotted path: bare if TOML allows it, else quoted
+/// (e.g. a credential named `ehr.v2` is `credential."ehr.v2"`).
+fn render_key(k: &str) -> String {
+    let bare = !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        k.to_string()
+    } else {
+        format!("{k:?}")
+    }
+}
+
 fn render_path(path: &[Seg]) -> String {
     let mut s = String::new();
     for seg in path {
         match seg {
-            Seg::Key(k) if s.is_empty() => s.push_str(k),
+            Seg::Key(k) if s.is_empty() => s.push_str(&render_key(k)),
             Seg::Key(k) => {
                 s.push('.');
-                s.push_str(k);
+                s.push_str(&render_key(k));
             }
             Seg::Index(i) => s.push_str(&format!("[{i}]")),
         }
@@ -1168,10 +1793,34 @@ all_netns = true
 [[endpoint]]
 name = "ehr"
 match = ["MCP.EHR.example:443", "10.20.0.0/16:8443", "10.1.2.3:80", "[fd00::1]:443", "[fd00::/64]:443"]
+protocol = "mcp"
+client_tls = "plain"
+upstream = "HTTPS://MCP.Internal.example.:8443/"
+upstream_ca = "/etc/mcp-warden/ehr-ca.pem"
+client_cert = "/etc/mcp-warden/ehr-client.pem"
+client_key = "/etc/mcp-warden/ehr-client.key"
+credential = "ehr"
+strip_headers = ["X-EHR-Session", "x-trace"]
 
 [[endpoint]]
 name = "billing.v2_x"
 match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
+protocol = "tcp"
+
+[[endpoint]]
+name = "search"
+match = ["search.example:443"]
+upstream = "http://[FD00::7]:8080"
+credential = "billing.key"
+
+[credential.ehr]
+kind = "bearer"
+file = "ehr-token"
+
+[credential."billing.key"]
+kind = "header"
+header = "X-Api-Key"
+file = "/run/secrets/billing"
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -1205,10 +1854,7 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
     }
 
     fn ep(name: &str, matches: &[MatchSpec]) -> Endpoint {
-        Endpoint {
-            name: name.into(),
-            matches: matches.to_vec(),
-        }
+        Endpoint::new(name, matches.to_vec())
     }
 
     #[test]
@@ -1232,38 +1878,95 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
         assert_eq!(
             c.endpoints,
             vec![
-                ep(
-                    "ehr",
-                    &[
-                        MatchSpec::Host {
-                            host: "mcp.ehr.example".into(),
-                            port: 443
-                        },
-                        MatchSpec::Cidr {
-                            net: v4("10.20.0.0/16"),
-                            port: 8443
-                        },
-                        MatchSpec::Addr("10.1.2.3:80".parse().unwrap()),
-                        MatchSpec::Addr("[fd00::1]:443".parse().unwrap()),
-                        MatchSpec::Cidr {
-                            net: v4("fd00::/64"),
-                            port: 443
-                        },
-                    ]
-                ),
-                ep(
-                    "billing.v2_x",
-                    &[
-                        // trailing dot dropped; /32 and /128 become plain addresses
-                        MatchSpec::Host {
-                            host: "billing.example".into(),
-                            port: 8080
-                        },
-                        MatchSpec::Addr("10.9.9.9:443".parse().unwrap()),
-                        MatchSpec::Addr("[fd00::2]:443".parse().unwrap()),
-                    ]
-                ),
+                Endpoint {
+                    protocol: Protocol::Mcp,
+                    client_tls: ClientTls::Plain,
+                    // scheme and host lower-cased, trailing dot and "/" dropped
+                    upstream: Some(UpstreamUrl {
+                        tls: true,
+                        host: "mcp.internal.example".into(),
+                        port: 8443,
+                    }),
+                    upstream_ca: Some("/etc/mcp-warden/ehr-ca.pem".into()),
+                    client_cert: Some(ClientCert {
+                        cert: "/etc/mcp-warden/ehr-client.pem".into(),
+                        key: "/etc/mcp-warden/ehr-client.key".into(),
+                    }),
+                    credential: Some("ehr".into()),
+                    strip_headers: vec!["x-ehr-session".into(), "x-trace".into()],
+                    ..ep(
+                        "ehr",
+                        &[
+                            MatchSpec::Host {
+                                host: "mcp.ehr.example".into(),
+                                port: 443
+                            },
+                            MatchSpec::Cidr {
+                                net: v4("10.20.0.0/16"),
+                                port: 8443
+                            },
+                            MatchSpec::Addr("10.1.2.3:80".parse().unwrap()),
+                            MatchSpec::Addr("[fd00::1]:443".parse().unwrap()),
+                            MatchSpec::Cidr {
+                                net: v4("fd00::/64"),
+                                port: 443
+                            },
+                        ]
+                    )
+                },
+                Endpoint {
+                    protocol: Protocol::Tcp,
+                    ..ep(
+                        "billing.v2_x",
+                        &[
+                            // trailing dot dropped; /32 and /128 become plain addresses
+                            MatchSpec::Host {
+                                host: "billing.example".into(),
+                                port: 8080
+                            },
+                            MatchSpec::Addr("10.9.9.9:443".parse().unwrap()),
+                            MatchSpec::Addr("[fd00::2]:443".parse().unwrap()),
+                        ]
+                    )
+                },
+                Endpoint {
+                    // IPv6 stored without brackets, canonical
+                    upstream: Some(UpstreamUrl {
+                        tls: false,
+                        host: "fd00::7".into(),
+                        port: 8080,
+                    }),
+                    credential: Some("billing.key".into()),
+                    ..ep(
+                        "search",
+                        &[MatchSpec::Host {
+                            host: "search.example".into(),
+                            port: 443,
+                        }]
+                    )
+                },
             ]
+        );
+        assert_eq!(
+            c.credentials.values().cloned().collect::<Vec<_>>(),
+            vec![
+                CredentialSpec {
+                    name: "billing.key".into(),
+                    kind: CredentialKind::Header {
+                        header: "x-api-key".into()
+                    },
+                    file: "/run/secrets/billing".into(),
+                },
+                CredentialSpec {
+                    name: "ehr".into(),
+                    kind: CredentialKind::Bearer,
+                    file: "ehr-token".into(),
+                },
+            ]
+        );
+        assert_eq!(
+            c.endpoints[0].upstream.as_ref().unwrap().to_string(),
+            "https://mcp.internal.example:8443"
         );
         assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/mcp-warden/prod-1"));
         assert_eq!(c.audit_dir(), Path::new("/var/lib/warden-test/audit"));
@@ -1294,6 +1997,7 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
             assert_eq!(a.connect_timeout, Duration::from_secs(10));
             assert!(!a.all_netns);
             assert!(c.endpoints.is_empty());
+            assert!(c.credentials.is_empty());
             assert_eq!(c.pin_dir(), Path::new("/sys/fs/bpf/mcp-warden/default"));
             assert_eq!(c.audit_dir(), Path::new("/var/lib/mcp-warden/audit"));
         }
@@ -1401,7 +2105,7 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
         );
         assert_eq!(
             e.message,
-            "unknown top-level key \"foo\" (expected one of: agent, audit, endpoint)"
+            "unknown top-level key \"foo\" (expected one of: agent, audit, endpoint, credential)"
         );
         let m = err_at("[agnet]\n", 1, None);
         assert!(m.starts_with("unknown top-level key \"agnet\""), "{m}");
@@ -1426,7 +2130,11 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
     fn unknown_key_in_endpoint() {
         let text = "[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:1\"]\n[[endpoint]]\nname = \"b\"\nmatchs = [\"x:1\"]\n";
         let m = err_at(text, 6, Some("endpoint[1]"));
-        assert_eq!(m, "unknown key \"matchs\" (expected one of: name, match)");
+        assert_eq!(
+            m,
+            "unknown key \"matchs\" (expected one of: name, match, protocol, client_tls, upstream, \
+             upstream_ca, client_cert, client_key, credential, strip_headers)"
+        );
     }
 
     #[test]
@@ -1708,6 +2416,435 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
         );
     }
 
+    /// An endpoint "a" with `extra` from line 4 on.
+    fn l7(extra: &str) -> String {
+        format!("[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:443\"]\n{extra}")
+    }
+
+    #[test]
+    fn l7_defaults() {
+        let c = parse(&one_match("h.example:443")).unwrap();
+        let e = &c.endpoints[0];
+        assert_eq!(*e, Endpoint::new("a", e.matches.clone()));
+        assert_eq!(
+            (e.protocol, e.client_tls),
+            (Protocol::Mcp, ClientTls::Terminate)
+        );
+        assert_eq!(
+            (&e.upstream, &e.upstream_ca, &e.client_cert, &e.credential),
+            (&None, &None, &None, &None)
+        );
+        assert!(e.strip_headers.is_empty());
+        assert!(c.credentials.is_empty());
+        assert_eq!(
+            (Protocol::Tcp.to_string(), ClientTls::Plain.to_string()),
+            ("tcp".into(), "plain".into())
+        );
+    }
+
+    #[test]
+    fn bad_protocol_and_client_tls() {
+        let m = err_at(
+            &l7("protocol = \"http\"\n"),
+            4,
+            Some("endpoint[0].protocol"),
+        );
+        assert_eq!(m, "invalid protocol \"http\" (expected \"mcp\" or \"tcp\")");
+        let m = err_at(
+            &l7("client_tls = \"none\"\n"),
+            4,
+            Some("endpoint[0].client_tls"),
+        );
+        assert_eq!(
+            m,
+            "invalid client_tls \"none\" (expected \"terminate\" or \"plain\")"
+        );
+        let m = err_at(&l7("protocol = \"MCP\"\n"), 4, Some("endpoint[0].protocol"));
+        assert!(m.starts_with("invalid protocol"), "{m}");
+    }
+
+    #[test]
+    fn tcp_refuses_l7_keys() {
+        for (key, value) in [
+            ("client_tls", "\"plain\""),
+            ("upstream", "\"https://u.example\""),
+            ("upstream_ca", "\"/ca.pem\""),
+            ("client_cert", "\"/c.pem\""),
+            ("client_key", "\"/c.key\""),
+            ("credential", "\"x\""),
+            ("strip_headers", "[\"x-a\"]"),
+        ] {
+            let text = l7(&format!("protocol = \"tcp\"\n{key} = {value}\n"));
+            let m = err_at(&text, 5, Some(&format!("endpoint[0].{key}")));
+            assert_eq!(
+                m,
+                format!(
+                    "{key} only applies to protocol = \"mcp\" (a \"tcp\" endpoint's bytes are relayed unchanged)"
+                )
+            );
+        }
+        // the first one in the file is reported, whatever the order
+        let text = l7("strip_headers = [\"x-a\"]\nprotocol = \"tcp\"\nclient_tls = \"plain\"\n");
+        err_at(&text, 4, Some("endpoint[0].strip_headers"));
+        // and a tcp endpoint on its own is fine
+        let c = parse(&l7("protocol = \"tcp\"\n")).unwrap();
+        assert_eq!(c.endpoints[0].protocol, Protocol::Tcp);
+    }
+
+    #[test]
+    fn upstream_urls() {
+        for (input, tls, host, port, authority) in [
+            ("https://u.example", true, "u.example", 443, "u.example"),
+            (
+                "https://U.Example.:443/",
+                true,
+                "u.example",
+                443,
+                "u.example",
+            ),
+            ("HTTP://u.example", false, "u.example", 80, "u.example"),
+            (
+                "http://u.example:443",
+                false,
+                "u.example",
+                443,
+                "u.example:443",
+            ),
+            (
+                "https://10.0.0.1:8443",
+                true,
+                "10.0.0.1",
+                8443,
+                "10.0.0.1:8443",
+            ),
+            ("https://[FD00:0::1]", true, "fd00::1", 443, "[fd00::1]"),
+            (
+                "http://[fd00::1]:8080/",
+                false,
+                "fd00::1",
+                8080,
+                "[fd00::1]:8080",
+            ),
+            ("https://localhost:1", true, "localhost", 1, "localhost:1"),
+        ] {
+            let u = parse(&l7(&format!("upstream = {input:?}\n")))
+                .unwrap_or_else(|e| panic!("{input}: {e}"))
+                .endpoints[0]
+                .upstream
+                .clone()
+                .unwrap();
+            assert_eq!(
+                u,
+                UpstreamUrl {
+                    tls,
+                    host: host.into(),
+                    port
+                },
+                "{input}"
+            );
+            assert_eq!(u.authority(), authority, "{input}");
+            // Display is canonical and parses back
+            assert_eq!(u.to_string().parse::<UpstreamUrl>().unwrap(), u);
+        }
+    }
+
+    #[test]
+    fn bad_upstream_urls() {
+        for (input, needle) in [
+            (
+                "u.example:443",
+                "expected https://host[:port] or http://host[:port]",
+            ),
+            ("ftp://u.example", "unsupported scheme \"ftp\""),
+            ("https://u.example/mcp", "has a path \"/mcp\""),
+            ("https://u.example//", "has a path \"//\""),
+            ("https://u.example/?a=1", "has a query \"?a=1\""),
+            ("https://u.example?a=1", "has a query"),
+            ("https://u.example#top", "has a fragment \"#top\""),
+            ("https://user:pw@u.example", "has userinfo"),
+            ("https://", "missing host"),
+            ("https://:443", "missing host"),
+            ("https://u.example:0", "invalid port 0"),
+            ("https://u.example:", "invalid port \"\""),
+            ("https://u.example:99999", "invalid port 99999"),
+            ("https://fd00::1", "must be in brackets"),
+            ("https://[fd00::1", "missing ']'"),
+            ("https://[fd00::1]x", "expected https://host[:port]"),
+            ("https://[10.0.0.1]", "invalid IPv6 address"),
+            ("https://u_x.example", "invalid hostname \"u_x.example\""),
+            ("https://10.0.0.256", "not a valid IPv4 address"),
+        ] {
+            let m = err_at(
+                &l7(&format!("upstream = {input:?}\n")),
+                4,
+                Some("endpoint[0].upstream"),
+            );
+            assert!(m.contains(needle), "{input}: {m}");
+        }
+    }
+
+    #[test]
+    fn plain_upstream_refuses_tls_settings() {
+        let m = err_at(
+            &l7("upstream = \"http://u.example\"\nupstream_ca = \"/ca.pem\"\n"),
+            5,
+            Some("endpoint[0].upstream_ca"),
+        );
+        assert_eq!(
+            m,
+            "upstream_ca needs a TLS upstream, but upstream \"http://u.example\" (line 4) is plain http"
+        );
+        let m = err_at(
+            &l7(
+                "client_cert = \"/c.pem\"\nclient_key = \"/c.key\"\nupstream = \"http://u.example\"\n",
+            ),
+            4,
+            Some("endpoint[0].client_cert"),
+        );
+        assert!(m.starts_with("client_cert needs a TLS upstream"), "{m}");
+        // with the default upstream (the original destination, over TLS) both are fine
+        let c = parse(&l7(
+            "upstream_ca = \"/ca.pem\"\nclient_cert = \"/c.pem\"\nclient_key = \"/c.key\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.endpoints[0].upstream_ca, Some(PathBuf::from("/ca.pem")));
+    }
+
+    #[test]
+    fn client_cert_and_key_go_together() {
+        let m = err_at(
+            &l7("client_cert = \"/c.pem\"\n"),
+            4,
+            Some("endpoint[0].client_cert"),
+        );
+        assert_eq!(
+            m,
+            "missing client_key (client_cert and client_key go together)"
+        );
+        let m = err_at(
+            &l7("client_key = \"/c.key\"\n"),
+            4,
+            Some("endpoint[0].client_key"),
+        );
+        assert_eq!(
+            m,
+            "missing client_cert (client_cert and client_key go together)"
+        );
+    }
+
+    #[test]
+    fn l7_paths_are_absolute() {
+        for (extra, key, line) in [
+            ("upstream_ca = \"ca.pem\"\n", "upstream_ca", 4),
+            (
+                "client_cert = \"c.pem\"\nclient_key = \"/c.key\"\n",
+                "client_cert",
+                4,
+            ),
+            (
+                "client_cert = \"/c.pem\"\nclient_key = \"c.key\"\n",
+                "client_key",
+                5,
+            ),
+        ] {
+            let m = err_at(&l7(extra), line, Some(&format!("endpoint[0].{key}")));
+            assert!(m.ends_with("is not an absolute path"), "{m}");
+        }
+    }
+
+    #[test]
+    fn unknown_credential_reference() {
+        let text = format!(
+            "{}\n[credential.b]\nkind = \"bearer\"\nfile = \"b\"\n\n[credential.a]\nkind = \"bearer\"\nfile = \"a\"\n",
+            l7("credential = \"c\"\n")
+        );
+        let m = err_at(&text, 4, Some("endpoint[0].credential"));
+        assert_eq!(m, "unknown credential \"c\" (defined: a, b)");
+        let m = err_at(
+            &l7("credential = \"a\"\n"),
+            4,
+            Some("endpoint[0].credential"),
+        );
+        assert_eq!(
+            m,
+            "unknown credential \"a\" (no [credential.NAME] tables are defined)"
+        );
+    }
+
+    #[test]
+    fn bad_credential_names() {
+        for name in ["", "a b", "a/b", "é", &"n".repeat(65)] {
+            let text = format!("[credential.{name:?}]\nkind = \"bearer\"\nfile = \"f\"\n");
+            let e = err(&text);
+            assert_eq!(e.line, Some(1), "{e}");
+            assert_eq!(
+                e.key,
+                Some(format!("credential.{}", render_key(name))),
+                "{e}"
+            );
+            assert!(
+                e.message.starts_with("invalid credential name"),
+                "{name}: {e}"
+            );
+        }
+        assert_eq!(render_key("a b"), "\"a b\"");
+        let c = parse("[credential.\"Ehr.v2_x-1\"]\nkind = \"bearer\"\nfile = \"f\"\n").unwrap();
+        assert_eq!(c.credentials["Ehr.v2_x-1"].name, "Ehr.v2_x-1");
+    }
+
+    #[test]
+    fn credential_kind_and_header() {
+        let m = err_at(
+            "[credential.x]\nkind = \"basic\"\nfile = \"f\"\n",
+            2,
+            Some("credential.x.kind"),
+        );
+        assert_eq!(
+            m,
+            "invalid kind \"basic\" (expected \"bearer\" or \"header\")"
+        );
+        let m = err_at("[credential.x]\nfile = \"f\"\n", 1, Some("credential.x"));
+        assert_eq!(
+            m,
+            "missing key \"kind\" (expected \"bearer\" or \"header\")"
+        );
+        let m = err_at(
+            "[credential.x]\nkind = \"bearer\"\nheader = \"X-Api-Key\"\nfile = \"f\"\n",
+            3,
+            Some("credential.x.header"),
+        );
+        assert!(
+            m.starts_with("header only applies to kind = \"header\""),
+            "{m}"
+        );
+        let m = err_at(
+            "[credential.x]\nkind = \"header\"\nfile = \"f\"\n",
+            1,
+            Some("credential.x"),
+        );
+        assert!(m.starts_with("missing key \"header\""), "{m}");
+        for (h, needle) in [
+            ("X Api", "' ' is not allowed in a header name"),
+            ("X-Api:", "':' is not allowed"),
+            ("", "empty name"),
+            ("Content-Length", "hop-by-hop or framing header"),
+            ("host", "hop-by-hop or framing header"),
+            ("Transfer-Encoding", "hop-by-hop or framing header"),
+            ("te", "hop-by-hop or framing header"),
+            ("Proxy-Connection", "hop-by-hop or framing header"),
+        ] {
+            let m = err_at(
+                &format!("[credential.x]\nkind = \"header\"\nheader = {h:?}\nfile = \"f\"\n"),
+                3,
+                Some("credential.x.header"),
+            );
+            assert!(
+                m.starts_with(&format!("invalid header {h:?}")) && m.contains(needle),
+                "{h}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn credential_files() {
+        for (f, needle) in [
+            ("", "empty"),
+            ("secrets/ehr", "plain file name in $CREDENTIALS_DIRECTORY"),
+            ("./ehr", "without '/'"),
+            (".", "not a file name"),
+            ("..", "not a file name"),
+            ("/run/secrets/", "names a directory"),
+        ] {
+            let m = err_at(
+                &format!("[credential.x]\nkind = \"bearer\"\n\nfile = {f:?}\n"),
+                4,
+                Some("credential.x.file"),
+            );
+            assert!(
+                m.starts_with(&format!("invalid file {f:?}")) && m.contains(needle),
+                "{f}: {m}"
+            );
+        }
+        let m = err_at(
+            "[credential.x]\nkind = \"bearer\"\n",
+            1,
+            Some("credential.x"),
+        );
+        assert_eq!(m, "missing key \"file\"");
+        // nothing is read: a file that does not exist is fine here
+        for f in ["ehr-token", "/nonexistent/ehr-token", ".hidden"] {
+            let c = parse(&format!(
+                "[credential.x]\nkind = \"bearer\"\nfile = {f:?}\n"
+            ))
+            .unwrap();
+            assert_eq!(c.credentials["x"].file, f);
+        }
+    }
+
+    #[test]
+    fn unknown_key_in_credential() {
+        let e = err("[credential.ehr]\nkind = \"bearer\"\nfile = \"f\"\nheadr = \"x\"\n");
+        assert_eq!(
+            (e.line, e.col, e.key.as_deref()),
+            (Some(4), Some(1), Some("credential.ehr")),
+            "{e}"
+        );
+        assert_eq!(
+            e.message,
+            "unknown key \"headr\" (expected one of: kind, header, file)"
+        );
+        let e = err("[credential.\"ehr.v2\"]\ntoken = \"x\"\n");
+        assert_eq!(e.key.as_deref(), Some("credential.\"ehr.v2\""), "{e}");
+        let m = err_at("[[credential]]\nkind = \"bearer\"\n", 1, Some("credential"));
+        assert!(m.contains("[credential.NAME]"), "{m}");
+        let m = err_at("credential = \"ehr\"\n", 1, Some("credential"));
+        assert!(m.contains("[credential.NAME]"), "{m}");
+        let m = err_at("[credential]\nehr = \"token\"\n", 2, Some("credential.ehr"));
+        assert!(m.contains("expected a table"), "{m}");
+        let m = err_at("[credential.x]\nkind = 1\n", 2, Some("credential.x.kind"));
+        assert!(m.contains("expected a string"), "{m}");
+    }
+
+    #[test]
+    fn strip_headers() {
+        let c = parse(&l7(
+            "strip_headers = [\"X-Session\", \"x-trace-id\", \"x_weird!\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.endpoints[0].strip_headers,
+            vec!["x-session", "x-trace-id", "x_weird!"]
+        );
+        for (h, needle) in [
+            ("x session", "' ' is not allowed"),
+            ("x-a\u{e9}", "'\u{e9}' is not allowed"),
+            ("", "empty name"),
+            ("Connection", "hop-by-hop or framing header"),
+        ] {
+            let m = err_at(
+                &l7(&format!("strip_headers = [\"x-ok\", {h:?}]\n")),
+                4,
+                Some("endpoint[0].strip_headers[1]"),
+            );
+            assert!(
+                m.starts_with(&format!("invalid header {h:?}")) && m.contains(needle),
+                "{h}: {m}"
+            );
+        }
+        let m = err_at(
+            &l7("strip_headers = [\"X-A\", \"x-b\", \"x-a\"]\n"),
+            4,
+            Some("endpoint[0].strip_headers[2]"),
+        );
+        assert_eq!(m, "duplicate header \"x-a\" (already at strip_headers[0])");
+        let m = err_at(
+            &l7("strip_headers = \"x-a\"\n"),
+            4,
+            Some("endpoint[0].strip_headers"),
+        );
+        assert!(m.contains("expected a sequence"), "{m}");
+    }
+
     #[test]
     fn mark_range() {
         for v in ["0", "-1", "4294967296", "99999999999999999999"] {
@@ -1820,6 +2957,20 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
             out.contains("fail_mode = \"open\"") && out.contains("resolve_interval = \"1m 30s\""),
             "{out}"
         );
+        for line in [
+            "upstream = \"https://mcp.internal.example:8443\"",
+            "upstream = \"http://[fd00::7]:8080\"",
+            "client_tls = \"plain\"",
+            "strip_headers = [\"x-ehr-session\", \"x-trace\"]",
+            "[credential.\"billing.key\"]",
+            "header = \"x-api-key\"",
+        ] {
+            assert!(out.contains(line), "{line}:\n{out}");
+        }
+        // the tcp endpoint gets no L7 keys (they would be refused)
+        let billing = out.split("name = \"billing.v2_x\"").nth(1).unwrap();
+        let billing = billing.split("[[endpoint]]").next().unwrap();
+        assert!(!billing.contains("client_tls"), "{out}");
     }
 
     #[test]
@@ -1829,7 +2980,7 @@ match = ["billing.example.:8080", "10.9.9.9/32:443", "[FD00:0:0::2/128]:443"]
         std::fs::write(&path, FULL).unwrap();
         let c = Config::load(&path).unwrap();
         assert_eq!(c.path, path);
-        assert_eq!(c.endpoints.len(), 2);
+        assert_eq!(c.endpoints.len(), 3);
 
         let missing = dir.path().join("nope.toml");
         let e = Config::load(&missing).unwrap_err();
