@@ -114,6 +114,15 @@ impl Credential for StaticHeader {
     }
 }
 
+/// A header with a literal value, for tests of the code that writes it.
+#[cfg(test)]
+pub fn test_header(name: &str, value: &str) -> InjectedHeader {
+    InjectedHeader {
+        name: name.into(),
+        value: Secret(Zeroizing::new(value.into())),
+    }
+}
+
 /// Where a secret is read from: a name relative to `$CREDENTIALS_DIRECTORY`,
 /// or an absolute path that must be owned by root and private (no group/other bits).
 #[derive(Debug, Clone)]

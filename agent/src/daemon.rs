@@ -3,6 +3,7 @@
 //! endpoints on SIGHUP and re-resolves names on a timer.
 //!
 //! Start-up order: validate config → bind listeners → open the audit log →
+//! load the CA, credentials and upstream TLS settings →
 //! load programs and fill maps → attach → announce readiness. Anything failing
 //! before "attach" leaves the host untouched.
 
@@ -23,8 +24,10 @@ use crate::config::{Config, FailMode};
 use crate::ebpf::{self, Kernel, PinDir};
 use crate::identity::{Identifier, cgroup2_mount};
 use crate::intercept::{Interceptor, bind_listeners};
+use crate::pipeline::{self, Runtimes, stage::Chain};
 use crate::relay::Upstream;
 use crate::resolve::{Resolver, endpoint_names};
+use crate::tls::LocalCa;
 
 /// Name of the file in state_dir that holds the pid once the agent is ready.
 pub const READY_FILE: &str = "ready";
@@ -47,6 +50,12 @@ async fn serve(mut config: Config) -> Result<()> {
 
     let listeners = bind_listeners(&config.agent)?;
     let (audit, audit_writer) = AuditLog::open_with(&config.audit_dir(), store_config(&config))?;
+    // Credentials and TLS settings load before anything is attached: a bad one
+    // leaves the host untouched.
+    let ca =
+        Arc::new(LocalCa::load_or_create(&config.ca_dir()).context("loading the interception CA")?);
+    let runtimes = pipeline::build(&config, &Chain::default())?;
+    let (runtimes_tx, runtimes_rx) = watch::channel(Arc::new(runtimes));
 
     let mut resolver = Resolver::default();
     let table = resolver.table(&config).await;
@@ -72,13 +81,23 @@ async fn serve(mut config: Config) -> Result<()> {
     );
 
     let (names_tx, names_rx) = watch::channel(Arc::new(endpoint_names(&config)));
+    let endpoints = Endpoints {
+        names: names_tx,
+        runtimes: runtimes_tx,
+    };
     let upstream = Upstream {
         mark: config.agent.mark,
         connect_timeout: config.agent.connect_timeout,
     };
     let identifier = Identifier::new(cgroup2_mount().context("finding the cgroup2 mount")?);
     let interceptor = Arc::new(Interceptor::new(
-        flows, identifier, names_rx, audit, upstream,
+        flows,
+        identifier,
+        names_rx,
+        runtimes_rx,
+        audit,
+        upstream,
+        ca,
     ));
     let stop = CancellationToken::new();
     let mut accept_tasks = Vec::new();
@@ -106,14 +125,15 @@ async fn serve(mut config: Config) -> Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                if let Some(new) = reload(&config) {
+                if let Some((new, runtimes)) = reload(&config) {
                     config = new;
                     refresh = tokio::time::interval(config.agent.resolve_interval);
                     refresh.tick().await;
-                    apply_endpoints(&config, &mut resolver, &mut kernel, &names_tx).await;
+                    endpoints.runtimes.send_replace(Arc::new(runtimes));
+                    apply_endpoints(&config, &mut resolver, &mut kernel, &endpoints.names).await;
                 }
             }
-            _ = refresh.tick() => apply_endpoints(&config, &mut resolver, &mut kernel, &names_tx).await,
+            _ = refresh.tick() => apply_endpoints(&config, &mut resolver, &mut kernel, &endpoints.names).await,
         }
     }
 
@@ -148,23 +168,36 @@ async fn serve(mut config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Loads the config again; a bad one is logged and the running one kept.
-fn reload(current: &Config) -> Option<Config> {
-    match Config::load(&current.path) {
-        Ok(new) => {
-            if new.agent != current.agent {
-                warn!(
-                    "[agent] settings changed; they take effect at restart (only endpoints reload)"
-                );
-            }
-            let mut merged = current.clone();
-            merged.endpoints = new.endpoints;
-            merged.agent.resolve_interval = new.agent.resolve_interval;
-            info!(endpoints = merged.endpoints.len(), "configuration reloaded");
-            Some(merged)
-        }
+/// What SIGHUP replaces: endpoint names for the connect path, runtimes for the data path.
+struct Endpoints {
+    names: watch::Sender<Arc<crate::resolve::EndpointNames>>,
+    runtimes: watch::Sender<Arc<Runtimes>>,
+}
+
+/// Loads the config again and builds the endpoints' runtimes (credentials,
+/// TLS); anything bad is logged and the running configuration kept whole.
+fn reload(current: &Config) -> Option<(Config, Runtimes)> {
+    let new = match Config::load(&current.path) {
+        Ok(new) => new,
         Err(e) => {
             error!("reload refused, keeping the running configuration: {e}");
+            return None;
+        }
+    };
+    if new.agent != current.agent {
+        warn!("[agent] settings changed; they take effect at restart (only endpoints reload)");
+    }
+    let mut merged = current.clone();
+    merged.endpoints = new.endpoints;
+    merged.credentials = new.credentials;
+    merged.agent.resolve_interval = new.agent.resolve_interval;
+    match pipeline::build(&merged, &Chain::default()) {
+        Ok(runtimes) => {
+            info!(endpoints = merged.endpoints.len(), "configuration reloaded");
+            Some((merged, runtimes))
+        }
+        Err(e) => {
+            error!("reload refused, keeping the running configuration: {e:#}");
             None
         }
     }

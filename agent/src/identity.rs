@@ -109,6 +109,26 @@ impl Identity {
             ci: None,
         }
     }
+
+    /// A caller for tests of code that only carries identities along.
+    #[cfg(test)]
+    pub fn test_caller() -> Self {
+        Identity {
+            uid: 1000,
+            user: Some("tester".into()),
+            gid: 1000,
+            group: Some("tester".into()),
+            pid: 4242,
+            tid: 4242,
+            exe: Some("/usr/bin/python3".into()),
+            comm: "python3".into(),
+            cmdline: None,
+            cgroup: None,
+            cgroup_id: 0,
+            unit: None,
+            ci: None,
+        }
+    }
 }
 
 /// Builds identities; shared by all connections (the caches are behind locks).

@@ -1,7 +1,8 @@
 //! The accept side: listeners for redirected connections, the flow lookup that
 //! says who opened each one, and the per-connection task that records it and
-//! relays it upstream. A connection the kernel has no record of is refused and
-//! recorded; it is never relayed blind.
+//! hands it to its endpoint's data path: the L7 pipeline for `mcp` endpoints,
+//! a byte relay for `tcp` ones. A connection the kernel has no record of is
+//! refused and recorded; it is never relayed blind.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +18,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::audit::{AuditLog, Kind, Record};
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Protocol};
 use crate::ebpf::FlowTable;
 use crate::identity::{Identifier, Identity};
+use crate::pipeline::{self, Runtimes, Who};
 use crate::relay::{Counters, Upstream, relay_bytes};
 use crate::resolve::EndpointNames;
+use crate::tls::LocalCa;
 
 /// Binds the IPv4 listener and, unless disabled, the IPv6 one (v6-only, so the
 /// two never share a port space by accident).
@@ -48,13 +51,27 @@ fn bind_one(addr: SocketAddr) -> Result<TcpListener> {
     Ok(TcpListener::from_std(std::net::TcpListener::from(sock))?)
 }
 
+/// A redirected connection whose caller and endpoint are known.
+struct Accepted {
+    client: TcpStream,
+    peer: SocketAddr,
+    flow: Flow,
+    session: String,
+    endpoint: String,
+    orig_dst: SocketAddr,
+}
+
 /// Everything a connection task needs, shared by all of them.
 pub struct Interceptor {
     pub flows: FlowTable,
     pub identifier: Identifier,
     pub names: watch::Receiver<Arc<EndpointNames>>,
+    /// Endpoint runtimes by name, replaced on reload.
+    pub runtimes: watch::Receiver<Arc<Runtimes>>,
     pub audit: AuditLog,
     pub upstream: Upstream,
+    /// Mints the leaves presented to clients whose TLS the agent terminates.
+    pub ca: Arc<LocalCa>,
     /// Connection tasks, awaited when draining.
     pub tracker: TaskTracker,
     /// Cancelled when the drain timeout expires: remaining relays stop.
@@ -68,8 +85,10 @@ impl Interceptor {
         flows: FlowTable,
         identifier: Identifier,
         names: watch::Receiver<Arc<EndpointNames>>,
+        runtimes: watch::Receiver<Arc<Runtimes>>,
         audit: AuditLog,
         upstream: Upstream,
+        ca: Arc<LocalCa>,
     ) -> Self {
         // Session ids: unique across restarts (start time) and within a run (counter).
         let start = std::time::SystemTime::now()
@@ -79,8 +98,10 @@ impl Interceptor {
             flows,
             identifier,
             names,
+            runtimes,
             audit,
             upstream,
+            ca,
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
             session_prefix: format!("{:x}", start.as_micros()),
@@ -148,24 +169,71 @@ impl Interceptor {
             return;
         };
 
+        let runtime = self.runtimes.borrow().get(&endpoint).cloned();
+        let accepted = Accepted {
+            client,
+            peer,
+            flow,
+            session,
+            endpoint,
+            orig_dst,
+        };
+        match runtime {
+            Some(rt) if rt.protocol == Protocol::Mcp => self.serve_mcp(rt, accepted).await,
+            Some(_) => self.serve_tcp(accepted).await,
+            None => {
+                // names and runtimes are replaced together; never relay without controls
+                let mut r = Record::new(Kind::Reject, &accepted.session, peer);
+                r.endpoint = Some(accepted.endpoint);
+                r.orig_dst = Some(orig_dst);
+                r.reason = Some("endpoint has no data path loaded".into());
+                self.audit.record(r);
+            }
+        }
+    }
+
+    /// An `mcp` endpoint: the L7 pipeline. Its upstream connections are made
+    /// per request, so only the caller is identified up front.
+    async fn serve_mcp(self: Arc<Self>, rt: Arc<pipeline::EndpointRuntime>, a: Accepted) {
+        let started = Instant::now();
+        let identity = self.identify(a.flow).await;
+        let connect = self.connected(&a, &identity, None);
+        let who = Who {
+            session: a.session,
+            endpoint: a.endpoint,
+            identity,
+            client: a.peer,
+            orig_dst: a.orig_dst,
+        };
+        let served = pipeline::serve(
+            rt,
+            self.audit.clone(),
+            self.upstream.clone(),
+            &self.ca,
+            who,
+            a.client,
+        );
+        let (outcome, up, down) = tokio::select! {
+            o = served => (o.outcome, o.bytes_up, o.bytes_down),
+            _ = self.abort.cancelled() => ("terminated: agent shutdown".to_string(), 0, 0),
+        };
+        self.close(connect, started, up, down, outcome);
+    }
+
+    /// A `tcp` endpoint: bytes relayed to the address the client dialled.
+    async fn serve_tcp(self: Arc<Self>, a: Accepted) {
         // Reading /proc and dialling upstream are independent: overlap them.
         let started = Instant::now();
         let (identity, upstream) =
-            tokio::join!(self.identify(flow), self.upstream.connect(orig_dst));
-        let mut connect = Record::new(Kind::Connect, &session, peer);
-        connect.endpoint = Some(endpoint.clone());
-        connect.identity = Some(identity.clone());
-        connect.orig_dst = Some(orig_dst);
-        connect.upstream = Some(orig_dst);
-        self.audit.record(connect.clone());
-        info!(session, endpoint, %orig_dst, pid = identity.pid, comm = identity.comm, "intercepted");
+            tokio::join!(self.identify(a.flow), self.upstream.connect(a.orig_dst));
+        let connect = self.connected(&a, &identity, Some(a.orig_dst));
 
         let counters = Arc::new(Counters::default());
         let outcome = match upstream {
             Err(e) => format!("upstream connect failed: {e}"),
             Ok(upstream) => {
                 tokio::select! {
-                    r = relay_bytes(client, upstream, counters.clone()) => match r {
+                    r = relay_bytes(a.client, upstream, counters.clone()) => match r {
                         Ok(()) => "ok".to_string(),
                         Err(e) => format!("relay error: {e}"),
                     },
@@ -174,6 +242,22 @@ impl Interceptor {
             }
         };
         let (up, down) = counters.snapshot();
+        self.close(connect, started, up, down, outcome);
+    }
+
+    /// Writes (and logs) the connect record; the close record starts from it.
+    fn connected(&self, a: &Accepted, identity: &Identity, upstream: Option<SocketAddr>) -> Record {
+        let mut connect = Record::new(Kind::Connect, &a.session, a.peer);
+        connect.endpoint = Some(a.endpoint.clone());
+        connect.identity = Some(identity.clone());
+        connect.orig_dst = Some(a.orig_dst);
+        connect.upstream = upstream;
+        self.audit.record(connect.clone());
+        info!(session = a.session, endpoint = a.endpoint, orig_dst = %a.orig_dst, pid = identity.pid, comm = identity.comm, "intercepted");
+        connect
+    }
+
+    fn close(&self, connect: Record, started: Instant, up: u64, down: u64, outcome: String) {
         let mut close = connect;
         close.kind = Kind::Close;
         close.bytes_up = Some(up);

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod intercept;
 pub mod mask;
 pub mod mcp;
+pub mod pipeline;
 pub mod relay;
 pub mod resolve;
 pub mod tls;

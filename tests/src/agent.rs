@@ -93,7 +93,28 @@ struct Spec {
     fail_mode: String,
     mark: u32,
     agent_lines: Vec<String>,
-    endpoints: Vec<(String, Vec<String>)>,
+    endpoints: Vec<EndpointSpec>,
+    /// Appended after the endpoints (e.g. `[credential.NAME]` tables).
+    extra: String,
+}
+
+/// One `[[endpoint]]`: its name, match list and any further `key = value` lines.
+#[derive(Clone, Debug)]
+struct EndpointSpec {
+    name: String,
+    matches: Vec<String>,
+    lines: Vec<String>,
+}
+
+impl EndpointSpec {
+    /// The interception tests relay bytes: `protocol = "tcp"`.
+    fn tcp<S: AsRef<str>>(name: &str, matches: &[S]) -> Self {
+        Self {
+            name: name.to_string(),
+            matches: matches.iter().map(|m| m.as_ref().to_string()).collect(),
+            lines: vec!["protocol = \"tcp\"".to_string()],
+        }
+    }
 }
 
 impl Spec {
@@ -118,14 +139,19 @@ impl Spec {
             s += l;
             s += "\n";
         }
-        for (name, matches) in &self.endpoints {
-            let m: Vec<String> = matches.iter().map(|m| toml_str(m)).collect();
+        for ep in &self.endpoints {
+            let m: Vec<String> = ep.matches.iter().map(|m| toml_str(m)).collect();
             s += &format!(
                 "\n[[endpoint]]\nname = {}\nmatch = [{}]\n",
-                toml_str(name),
+                toml_str(&ep.name),
                 m.join(", ")
             );
+            for l in &ep.lines {
+                s += l;
+                s += "\n";
+            }
         }
+        s += &self.extra;
         s
     }
 }
@@ -133,7 +159,8 @@ impl Spec {
 /// Builds an [`Agent`]: `Agent::builder(&cgroup).endpoint("web", &["10.201.3.2:8080"]).start()`.
 pub struct AgentBuilder {
     cgroup: PathBuf,
-    endpoints: Vec<(String, Vec<String>)>,
+    endpoints: Vec<EndpointSpec>,
+    extra: String,
     fail_mode: String,
     listen6: bool,
     inside: Option<CString>,
@@ -144,12 +171,33 @@ pub struct AgentBuilder {
 }
 
 impl AgentBuilder {
-    /// Adds an `[[endpoint]]` with these `match` entries.
+    /// Adds a byte-relay `[[endpoint]]` (`protocol = "tcp"`) with these `match` entries.
     pub fn endpoint<S: AsRef<str>>(mut self, name: &str, matches: &[S]) -> Self {
-        self.endpoints.push((
-            name.to_string(),
-            matches.iter().map(|m| m.as_ref().to_string()).collect(),
-        ));
+        self.endpoints.push(EndpointSpec::tcp(name, matches));
+        self
+    }
+
+    /// Adds an MCP `[[endpoint]]` with these `match` entries and further
+    /// lines (`client_tls = "plain"`, `credential = "x"` …).
+    pub fn mcp_endpoint<S: AsRef<str>>(
+        mut self,
+        name: &str,
+        matches: &[S],
+        lines: &[&str],
+    ) -> Self {
+        self.endpoints.push(EndpointSpec {
+            name: name.to_string(),
+            matches: matches.iter().map(|m| m.as_ref().to_string()).collect(),
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        });
+        self
+    }
+
+    /// TOML appended to the config as is (e.g. `[credential.NAME]` tables).
+    pub fn toml(mut self, text: &str) -> Self {
+        self.extra.push('\n');
+        self.extra.push_str(text);
+        self.extra.push('\n');
         self
     }
 
@@ -233,6 +281,7 @@ impl AgentBuilder {
             mark: 0x4d57,
             agent_lines: self.agent_lines,
             endpoints: self.endpoints,
+            extra: self.extra,
         };
         let agent = Agent {
             config_path: dir_path.join("warden.toml"),
@@ -282,6 +331,7 @@ impl Agent {
         AgentBuilder {
             cgroup: cg.path().to_path_buf(),
             endpoints: Vec::new(),
+            extra: String::new(),
             fail_mode: "closed".into(),
             listen6: true,
             inside: None,
@@ -331,16 +381,11 @@ impl Agent {
             .unwrap_or_else(|e| panic!("writing {}: {e}", self.config_path.display()));
     }
 
-    /// Replaces the endpoints in the config file (see [`reload`](Self::reload)).
+    /// Replaces the byte-relay endpoints in the config file (see [`reload`](Self::reload)).
     pub fn set_endpoints<S: AsRef<str>>(&mut self, endpoints: &[(&str, &[S])]) {
         self.spec.endpoints = endpoints
             .iter()
-            .map(|(n, m)| {
-                (
-                    n.to_string(),
-                    m.iter().map(|s| s.as_ref().to_string()).collect(),
-                )
-            })
+            .map(|(n, m)| EndpointSpec::tcp(n, m))
             .collect();
         self.write_config();
     }

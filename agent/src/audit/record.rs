@@ -25,6 +25,8 @@ pub enum Kind {
     Decision,
     /// A human approval (or refusal) of a request that needed one.
     Approval,
+    /// A non-MCP HTTP exchange on an endpoint (OAuth metadata, health checks).
+    Http,
 }
 
 /// What a caller hands to the store; `seq`, `prev`, `ts` and `hash` are added
@@ -83,6 +85,31 @@ pub struct Record {
     /// Entities masked in this message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub masked: Option<u64>,
+    /// Which way an MCP message went: "client_to_server" | "server_to_client".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'static str>,
+    /// JSON-RPC shape: "request" | "notification" | "response" | "error".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'static str>,
+    /// The MCP session (Mcp-Session-Id, or the legacy transport's message URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mcp_session: Option<String>,
+    /// MCP-Protocol-Version of the exchange (or the one initialize negotiated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// HTTP method and path (no query: it may carry identifiers) of the exchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// HTTP status the client received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Size of this message (or HTTP body) in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// SHA-256 (hex) of the message's bytes as they were forwarded: proves
+    /// what was sent without keeping it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
 
 impl Record {
@@ -112,6 +139,14 @@ impl Record {
             policies: None,
             approver: None,
             masked: None,
+            direction: None,
+            message: None,
+            mcp_session: None,
+            protocol_version: None,
+            http: None,
+            status: None,
+            size: None,
+            payload_sha256: None,
         }
     }
 }
@@ -218,6 +253,7 @@ pub struct RecordView {
     pub decision: Option<String>,
     pub masked: Option<u64>,
     pub duration_ms: Option<u64>,
+    pub direction: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -79,8 +79,15 @@ fn render(r: &Value, since: f64) -> String {
             parts.extend(s("orig_dst").map(|d| format!("({d})")));
         }
         "request" => {
+            if s("direction").as_deref() == Some("server_to_client") {
+                parts.push("(from server)".into());
+            }
             parts.extend(s("method"));
             parts.extend(s("tool").or_else(|| s("uri")).or_else(|| s("prompt")));
+        }
+        "http" => {
+            parts.extend(s("http"));
+            parts.extend(n("status").map(|st| format!("-> {st}")));
         }
         "decision" | "approval" => {
             parts.extend(s("decision"));
@@ -91,6 +98,8 @@ fn render(r: &Value, since: f64) -> String {
             parts.extend(s("approver").map(|a| format!("by {a}")));
         }
         "response" | "close" | "reject" => {
+            parts.extend(s("method"));
+            parts.extend(s("tool").or_else(|| s("uri")).or_else(|| s("prompt")));
             parts.extend(s("outcome"));
             parts.extend(s("error").map(|e| format!("error: {e}")));
             parts.extend(s("reason"));

@@ -41,7 +41,7 @@ pub struct SessionSummary {
     pub ci_job: Option<String>,
     pub endpoint: Option<String>,
     pub records: u64,
-    /// Requests from the client.
+    /// Requests and notifications from the client.
     pub calls: u64,
     /// Decisions that denied a request.
     pub denials: u64,
@@ -87,7 +87,8 @@ impl SessionSummary {
             self.endpoint = view.endpoint.clone();
         }
         match view.kind.as_str() {
-            "request" => self.calls += 1,
+            // the client's calls; requests the server sends (sampling…) are not calls
+            "request" if view.direction.as_deref() != Some("server_to_client") => self.calls += 1,
             "decision" if view.decision.as_deref() == Some("deny") => self.denials += 1,
             _ => {}
         }

@@ -1,0 +1,925 @@
+//! One client connection through the L7 pipeline: requests are read and
+//! checked one at a time (pipelined ones wait their turn in the buffer), MCP
+//! bodies are decoded, recorded and put to the endpoint's stages, the request
+//! goes upstream with the gateway's credential instead of the client's, and
+//! the response comes back (JSON whole, SSE event by event as it streams,
+//! anything else as it is), each MCP message in it recorded too.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tracing::debug;
+
+use super::conn::{BoxIo, Counted, UpstreamConn, connect};
+use super::endpoint::EndpointRuntime;
+use super::records::{SessionView, Who, message_texts, negotiated_version, payload};
+use super::session::{Shared, legacy_key, lock, new_state};
+use super::stage::{MessageCtx, Refusal, Verdict};
+use super::wire::{
+    answer, client_head, header_str, host_name, next_event, path_of, read_body, strip_hop_by_hop,
+    write_request,
+};
+use crate::audit::{AuditLog, Kind, PendingAck};
+use crate::config::ClientTls;
+use crate::http::{
+    BodyEncoder, BodyFraming, CodecError, Event, Expectation, FramingError, Headers,
+    MessageDecoder, RequestDecoder, RequestHead, ResponseHead, SseItem, SseParser,
+};
+use crate::mcp::{self, Sender};
+use crate::relay::Upstream;
+
+/// Largest request body read (MCP requests are small; this bounds memory).
+pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
+/// Largest JSON response body inspected whole.
+pub const MAX_JSON_RESPONSE: usize = 64 * 1024 * 1024;
+/// JSON-RPC error code of the agent's own failures (store down, upstream gone).
+pub const AGENT_ERROR: i64 = -32603;
+
+/// A request read whole from the client.
+struct Request {
+    head: RequestHead,
+    body: Bytes,
+}
+
+/// Why reading a request stopped the connection.
+enum ReadError {
+    /// Framing the agent will not guess at (smuggling defences): 400.
+    Framing(FramingError),
+    /// Expect with something other than 100-continue: 417.
+    Expectation,
+    /// The client went away or the socket failed: nothing to answer.
+    Io(std::io::Error),
+}
+
+impl From<CodecError> for ReadError {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Framing(f) => ReadError::Framing(f),
+            CodecError::Io(io) => ReadError::Io(io),
+        }
+    }
+}
+
+/// Whether the client connection carries another request.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// A client connection's side of the pipeline.
+pub struct Connection {
+    rt: Arc<EndpointRuntime>,
+    audit: AuditLog,
+    transport: Upstream,
+    who: Who,
+    client: Counted<BoxIo>,
+    cbuf: BytesMut,
+    cdec: RequestDecoder,
+    /// The name the client used for TLS (terminate), or `None` (plain: Host).
+    sni: Option<String>,
+    /// Session state of exchanges that name no MCP session.
+    local: Shared,
+}
+
+impl Connection {
+    pub fn new(
+        rt: Arc<EndpointRuntime>,
+        audit: AuditLog,
+        transport: Upstream,
+        who: Who,
+        client: BoxIo,
+        sni: Option<String>,
+    ) -> Self {
+        Self {
+            rt,
+            audit,
+            transport,
+            who,
+            client: Counted::new(client),
+            cbuf: BytesMut::with_capacity(16 * 1024),
+            cdec: RequestDecoder::default(),
+            sni,
+            local: new_state(),
+        }
+    }
+
+    /// Bytes read from and written to the client so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.client.read, self.client.written)
+    }
+
+    /// Serves requests until the client closes or an error ends the
+    /// connection; returns the outcome for the close record.
+    pub async fn run(&mut self) -> String {
+        loop {
+            let req = match self.read_request().await {
+                Ok(Some(req)) => req,
+                Ok(None) => return "ok".into(),
+                Err(ReadError::Io(e)) => return format!("client error: {e}"),
+                Err(ReadError::Expectation) => {
+                    self.refuse_http(417, "expectation not supported", "unsupported Expect")
+                        .await;
+                    return "rejected: unsupported Expect".into();
+                }
+                Err(ReadError::Framing(f)) => {
+                    let status = if f == FramingError::BodyTooLarge {
+                        413
+                    } else {
+                        400
+                    };
+                    self.refuse_http(status, f.reason(), &format!("http framing: {}", f.reason()))
+                        .await;
+                    return format!("rejected: {}", f.reason());
+                }
+            };
+            match self.exchange(req).await {
+                Ok(Next::KeepAlive) => continue,
+                Ok(Next::Close) => return "ok".into(),
+                Err(outcome) => return outcome,
+            }
+        }
+    }
+
+    async fn read_request(&mut self) -> Result<Option<Request>, ReadError> {
+        let head = match next_event(&mut self.client, &mut self.cbuf, &mut self.cdec).await? {
+            None => return Ok(None),
+            Some(Event::Head(head)) => head,
+            Some(_) => return Err(ReadError::Framing(FramingError::EventOutOfOrder)),
+        };
+        let framing = head.body_framing().map_err(ReadError::Framing)?;
+        if let BodyFraming::Length(n) = framing
+            && n > MAX_REQUEST_BODY as u64
+        {
+            return Err(ReadError::Framing(FramingError::BodyTooLarge));
+        }
+        match head.expectation() {
+            Expectation::Unsupported => return Err(ReadError::Expectation),
+            // the agent reads the whole body before anything goes upstream, so it
+            // answers the expectation itself
+            Expectation::Continue if framing != BodyFraming::Empty => {
+                self.client
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(ReadError::Io)?;
+            }
+            _ => {}
+        }
+        let body = read_body(
+            &mut self.client,
+            &mut self.cbuf,
+            &mut self.cdec,
+            MAX_REQUEST_BODY,
+        )
+        .await?;
+        Ok(Some(Request { head, body }))
+    }
+
+    /// A status of the agent's own for a request it could not take, recorded.
+    async fn refuse_http(&mut self, status: u16, text: &str, reason: &str) {
+        let mut r = self.who.record(Kind::Reject);
+        r.reason = Some(reason.to_string());
+        r.status = Some(status);
+        self.audit.record(r);
+        let body = format!("mcp-warden: {text}\n");
+        let _ = answer(
+            &mut self.client,
+            status,
+            "text/plain",
+            body.as_bytes(),
+            true,
+        )
+        .await;
+    }
+
+    /// One request and its response.
+    async fn exchange(&mut self, req: Request) -> Result<Next, String> {
+        let keep_alive = req.head.keep_alive();
+        let is_post = req.head.method().as_bytes() == b"POST";
+        let sid = header_str(req.head.headers(), "mcp-session-id").map(str::to_string);
+        let state = self.session_for(sid.as_deref(), req.head.target());
+        if let Some(pv) = header_str(req.head.headers(), "mcp-protocol-version") {
+            lock(&state).protocol_version = Some(pv.to_string());
+        }
+
+        // MCP: a POST whose body is JSON. Anything else is plain HTTP.
+        let mut mcp_body = None;
+        let mut forward_body = req.body.clone();
+        if is_post && looks_like_json(&req.body) {
+            match self.check_request(&req, &state).await {
+                Checked::Forward { body, msgs } => {
+                    forward_body = body;
+                    mcp_body = Some(msgs);
+                }
+                Checked::Answered(next) => return Ok(if keep_alive { next } else { Next::Close }),
+            }
+        }
+
+        let upstream = self.forward(&req, &forward_body).await;
+        let (head, mut conn) = match upstream {
+            Ok(pair) => pair,
+            Err(e) => {
+                let reason = format!("upstream: {e:#}");
+                let mut r = self.who.record(Kind::Response);
+                r.error = Some(reason.clone());
+                r.status = Some(502);
+                self.audit.record(r);
+                let ids = mcp_body.as_deref().map(request_ids).unwrap_or_default();
+                let body = rpc_errors(
+                    &ids,
+                    AGENT_ERROR,
+                    "mcp-warden: the MCP server is unreachable",
+                );
+                answer(
+                    &mut self.client,
+                    502,
+                    "application/json",
+                    &body,
+                    !keep_alive,
+                )
+                .await
+                .map_err(|e| format!("client error: {e}"))?;
+                return Ok(if keep_alive {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                });
+            }
+        };
+        if let Some(assigned) = header_str(head.headers(), "mcp-session-id") {
+            self.rt.sessions.bind(assigned, &state);
+        }
+        let view = SessionView {
+            status: Some(head.status()),
+            ..session_view(&state)
+        };
+        let outcome = if head.is_event_stream() {
+            self.relay_sse(&head, &mut conn, &state, view).await
+        } else if mcp_body.is_some() && is_json(&head) {
+            self.relay_json(&head, &mut conn, &state, view).await
+        } else {
+            self.relay_raw(&req, &head, &mut conn).await
+        };
+        if req.head.method().as_bytes() == b"DELETE"
+            && let Some(sid) = &sid
+            && (200..300).contains(&head.status())
+        {
+            self.rt.sessions.end(sid);
+        }
+        let reusable = conn.decoder.finished().is_none();
+        outcome?;
+        if reusable {
+            self.rt.pool.checkin(conn);
+        }
+        let response_keeps = head.keep_alive();
+        Ok(if keep_alive && response_keeps {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        })
+    }
+
+    /// The session an exchange belongs to: the server-assigned id, the legacy
+    /// transport's message URL, or this connection's own.
+    fn session_for(&self, sid: Option<&str>, target: &[u8]) -> Shared {
+        if let Some(sid) = sid {
+            return self.rt.sessions.get(sid).unwrap_or_else(|| {
+                let state = new_state();
+                self.rt.sessions.bind(sid, &state);
+                state
+            });
+        }
+        let legacy = legacy_key(&String::from_utf8_lossy(target));
+        self.rt
+            .sessions
+            .get(&legacy)
+            .unwrap_or_else(|| self.local.clone())
+    }
+
+    fn ctx<'a>(&'a self, view: &'a SessionView, sender: Sender) -> MessageCtx<'a> {
+        MessageCtx {
+            endpoint: &self.who.endpoint,
+            identity: &self.who.identity,
+            session: &self.who.session,
+            mcp_session: view.id.as_deref(),
+            protocol_version: view.protocol_version.as_deref(),
+            sender,
+        }
+    }
+
+    /// Decodes, records and decides an MCP request body.
+    async fn check_request(&mut self, req: &Request, state: &Shared) -> Checked {
+        let body = match mcp::decode(&req.body) {
+            Ok(body) => body,
+            Err(e) => {
+                return self
+                    .reject_rpc(400, None, e.code, &e.to_string(), "invalid JSON-RPC")
+                    .await;
+            }
+        };
+        let view = session_view(state);
+        // 2026-07-28: controls decide on the body, so mirrored headers must agree with it
+        if mcp::era(view.protocol_version.as_deref()) == mcp::Era::Stateless
+            && let mcp::Body::Single(msg) = &body
+        {
+            let headers = req.head.headers();
+            if let Err(e) = mcp::check_mirrored_headers(
+                msg,
+                header_str(headers, "mcp-method"),
+                header_str(headers, "mcp-name"),
+            ) {
+                return self
+                    .reject_rpc(
+                        400,
+                        msg.id.as_deref(),
+                        e.code,
+                        &e.message,
+                        "header mismatch",
+                    )
+                    .await;
+            }
+        }
+
+        let msgs = body.messages().to_vec();
+        let texts = message_texts(&req.body, &body);
+        let mut acks: Vec<PendingAck> = Vec::new();
+        for (msg, raw) in msgs.iter().zip(&texts) {
+            let pending = match msg.kind {
+                mcp::Kind::Request => {
+                    lock(state).correlator.request(Sender::Client, msg);
+                    None
+                }
+                mcp::Kind::Response | mcp::Kind::Error => {
+                    lock(state).correlator.response(Sender::Client, msg)
+                }
+                mcp::Kind::Notification => None,
+            };
+            let record = self
+                .who
+                .message(Sender::Client, msg, raw, &view, pending.as_ref());
+            // never an access without its record: data-bearing requests wait for the disk
+            if msg.is_data_bearing() {
+                acks.push(self.audit.record_durable(record));
+            } else {
+                self.audit.record(record);
+            }
+        }
+
+        let ctx = self.ctx(&view, Sender::Client);
+        let mut refused: Vec<(Option<String>, Refusal)> = Vec::new();
+        for msg in &msgs {
+            if matches!(msg.kind, mcp::Kind::Request | mcp::Kind::Notification)
+                && let Verdict::Answer(refusal) = self.rt.chain.decide(&ctx, msg).await
+            {
+                let mut r = self.who.message(Sender::Client, msg, b"", &view, None);
+                r.kind = Kind::Decision;
+                r.size = None;
+                r.payload_sha256 = None;
+                r.decision = Some("deny".into());
+                r.policies = Some(refusal.by.clone());
+                r.reason = Some(refusal.message.clone());
+                self.audit.record(r);
+                refused.push((msg.id.clone(), refusal));
+            }
+        }
+        if let Some((_, first)) = refused.first() {
+            let first = first.clone();
+            let errors: Vec<Value> = msgs
+                .iter()
+                .filter_map(|m| m.id.as_ref())
+                .map(|id| {
+                    let own = refused.iter().find(|(rid, _)| rid.as_ref() == Some(id));
+                    let refusal = own.map(|(_, r)| r.clone()).unwrap_or_else(|| Refusal {
+                        message: format!(
+                            "not forwarded: another message of its batch was refused ({})",
+                            first.message
+                        ),
+                        ..first.clone()
+                    });
+                    rpc_error(Some(id), refusal.code, &refusal.message, refusal.data)
+                })
+                .collect();
+            return self.answer_values(200, errors, body_is_batch(&body)).await;
+        }
+        for ack in acks {
+            if let Err(e) = ack.await {
+                let why = if e.is_disk_full() {
+                    "the audit store is full"
+                } else {
+                    "the audit store cannot write"
+                };
+                let message = format!(
+                    "mcp-warden: {why}; the request was not forwarded because its audit record could not be kept"
+                );
+                let mut r = self.who.record(Kind::Reject);
+                r.reason = Some(format!("audit record not durable: {e}"));
+                r.status = Some(503);
+                self.audit.record(r);
+                let errors = request_ids(&msgs)
+                    .iter()
+                    .map(|id| rpc_error(Some(id), AGENT_ERROR, &message, None))
+                    .collect();
+                return self.answer_values(503, errors, body_is_batch(&body)).await;
+            }
+        }
+
+        let mut forward = req.body.clone();
+        if !self.rt.chain.is_empty() {
+            let mut json = req.body.to_vec();
+            match self.rt.chain.transform(&ctx, &msgs, &mut json) {
+                Ok(_) => forward = Bytes::from(json),
+                Err(refusal) => {
+                    let errors = request_ids(&msgs)
+                        .iter()
+                        .map(|id| {
+                            rpc_error(
+                                Some(id),
+                                refusal.code,
+                                &refusal.message,
+                                refusal.data.clone(),
+                            )
+                        })
+                        .collect();
+                    return self.answer_values(200, errors, body_is_batch(&body)).await;
+                }
+            }
+        }
+        Checked::Forward {
+            body: forward,
+            msgs,
+        }
+    }
+
+    /// A JSON-RPC error of the agent's own for a body it will not forward.
+    async fn reject_rpc(
+        &mut self,
+        status: u16,
+        id: Option<&str>,
+        code: i64,
+        message: &str,
+        reason: &str,
+    ) -> Checked {
+        let mut r = self.who.record(Kind::Reject);
+        r.reason = Some(format!("{reason}: {message}"));
+        r.status = Some(status);
+        r.rpc_id = id.and_then(|i| serde_json::from_str(i).ok());
+        self.audit.record(r);
+        let body = mcp::error_body(id, code, message, None);
+        match answer(&mut self.client, status, "application/json", &body, false).await {
+            Ok(()) => Checked::Answered(Next::KeepAlive),
+            Err(_) => Checked::Answered(Next::Close),
+        }
+    }
+
+    /// Answers with JSON-RPC errors (one, or a batch's array).
+    async fn answer_values(&mut self, status: u16, errors: Vec<Value>, batch: bool) -> Checked {
+        // notifications get no response body: 202 as for an accepted notification
+        let (status, body) = match (batch, errors.as_slice()) {
+            (_, []) => (202, Vec::new()),
+            (false, [one]) => (status, serde_json::to_vec(one).expect("JSON")),
+            _ => (status, serde_json::to_vec(&errors).expect("JSON")),
+        };
+        match answer(&mut self.client, status, "application/json", &body, false).await {
+            Ok(()) => Checked::Answered(Next::KeepAlive),
+            Err(_) => Checked::Answered(Next::Close),
+        }
+    }
+
+    /// Sends the request upstream and reads the final response head. A
+    /// reused connection the server closed while idle is retried once on a
+    /// fresh one, before any response byte.
+    async fn forward(
+        &mut self,
+        req: &Request,
+        body: &[u8],
+    ) -> anyhow::Result<(ResponseHead, UpstreamConn)> {
+        let head = self.upstream_head(req, body.len());
+        let credential = match &self.rt.credential {
+            Some(c) => c.headers()?,
+            None => Vec::new(),
+        };
+        let target = self
+            .rt
+            .target(self.who.orig_dst, &self.client_name(req))
+            .await?;
+        let mut fresh_only = false;
+        loop {
+            let pooled = if fresh_only {
+                None
+            } else {
+                self.rt.pool.checkout(&target)
+            };
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => connect(&self.transport, self.rt.tls.as_ref(), &target).await?,
+            };
+            conn.decoder.expect_response_to(req.head.method().clone());
+            let sent = write_request(&mut conn.io, &head, &credential, body).await;
+            let got = match sent {
+                Ok(()) => final_head(&mut conn).await,
+                Err(e) => Err(CodecError::Io(e)),
+            };
+            match got {
+                Ok(Some(head)) => return Ok((head, conn)),
+                Err(_) | Ok(None) if conn.reused => {
+                    debug!(
+                        endpoint = self.who.endpoint,
+                        "idle upstream connection was closed; retrying"
+                    );
+                    fresh_only = true;
+                }
+                Ok(None) => anyhow::bail!("the server closed the connection without answering"),
+                Err(e) => anyhow::bail!("{e}"),
+            }
+        }
+    }
+
+    /// The request as it goes upstream: hop-by-hop fields and every client
+    /// credential removed, uncompressed bodies asked for (the agent must read
+    /// them), Host following a configured upstream, the body re-framed.
+    fn upstream_head(&self, req: &Request, body_len: usize) -> RequestHead {
+        let mut head = req.head.clone();
+        let h = head.headers_mut();
+        strip_hop_by_hop(h);
+        let strip = &self.rt.strip;
+        h.remove_matching(|f| strip.iter().any(|s| f.name_str().eq_ignore_ascii_case(s)));
+        h.set("Accept-Encoding", "identity").expect("valid");
+        if let Some(u) = &self.rt.upstream {
+            h.set("Host", u.authority())
+                .expect("an authority is a valid value");
+        }
+        if body_len > 0
+            || req
+                .head
+                .body_framing()
+                .is_ok_and(|f| f != BodyFraming::Empty)
+        {
+            h.set_content_length(body_len as u64);
+        }
+        head
+    }
+
+    /// The name the client used: its SNI, or the Host of a plain request, or
+    /// the address it dialled.
+    fn client_name(&self, req: &Request) -> String {
+        if let Some(sni) = &self.sni {
+            return sni.clone();
+        }
+        if self.rt.client_tls == ClientTls::Plain
+            && let Some(host) = header_str(req.head.headers(), "host")
+        {
+            return host_name(host).to_string();
+        }
+        self.who.orig_dst.ip().to_string()
+    }
+
+    /// A JSON response: read whole, its messages recorded and transformed,
+    /// sent on with its new length.
+    async fn relay_json(
+        &mut self,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        state: &Shared,
+        view: SessionView,
+    ) -> Result<(), String> {
+        let body = match read_body(
+            &mut conn.io,
+            &mut conn.buf,
+            &mut conn.decoder,
+            MAX_JSON_RESPONSE,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let reason = e
+                    .framing()
+                    .map_or_else(|| e.to_string(), |f| f.reason().to_string());
+                let mut r = self.who.record(Kind::Response);
+                r.error = Some(format!("upstream response: {reason}"));
+                r.status = Some(502);
+                self.audit.record(r);
+                let body = rpc_errors(
+                    &[],
+                    AGENT_ERROR,
+                    "mcp-warden: the MCP server's response could not be read",
+                );
+                let _ = answer(&mut self.client, 502, "application/json", &body, true).await;
+                return Err(format!("upstream response: {reason}"));
+            }
+        };
+        let out = self.server_messages(&body, state, &view);
+        let mut client = client_head(head);
+        client.headers_mut().set_content_length(out.len() as u64);
+        let mut wire = BytesMut::with_capacity(256 + out.len());
+        client.encode(&mut wire);
+        wire.extend_from_slice(&out);
+        self.send(&wire).await
+    }
+
+    /// Records (and transforms) the MCP messages of a server body; returns
+    /// the bytes to send on. A body that is not JSON-RPC goes on unchanged
+    /// and is recorded as such.
+    fn server_messages(&self, body: &Bytes, state: &Shared, view: &SessionView) -> Bytes {
+        let parsed = match mcp::decode(body) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let mut r = self.who.record(Kind::Response);
+                r.direction = Some(super::records::direction(Sender::Server));
+                r.error = Some(format!("not JSON-RPC: {e}"));
+                r.status = view.status;
+                payload(&mut r, body);
+                self.audit.record(r);
+                return body.clone();
+            }
+        };
+        let msgs = parsed.messages();
+        let texts = message_texts(body, &parsed);
+        let mut view = view.clone();
+        for (msg, raw) in msgs.iter().zip(&texts) {
+            let pending = match msg.kind {
+                mcp::Kind::Response | mcp::Kind::Error => {
+                    lock(state).correlator.response(Sender::Server, msg)
+                }
+                mcp::Kind::Request => {
+                    lock(state).correlator.request(Sender::Server, msg);
+                    None
+                }
+                mcp::Kind::Notification => None,
+            };
+            if pending.as_ref().is_some_and(|p| p.method == "initialize")
+                && let Some(v) = negotiated_version(raw)
+            {
+                lock(state).protocol_version = Some(v.clone());
+                view.protocol_version = Some(v);
+            }
+            let record = self
+                .who
+                .message(Sender::Server, msg, raw, &view, pending.as_ref());
+            self.audit.record(record);
+        }
+        if self.rt.chain.is_empty() {
+            return body.clone();
+        }
+        let ctx = self.ctx(&view, Sender::Server);
+        let mut json = body.to_vec();
+        match self.rt.chain.transform(&ctx, msgs, &mut json) {
+            Ok(_) => Bytes::from(json),
+            Err(refusal) => {
+                let ids: Vec<String> = msgs.iter().filter_map(|m| m.id.clone()).collect();
+                Bytes::from(rpc_errors(&ids, refusal.code, &refusal.message))
+            }
+        }
+    }
+
+    /// An event stream: each event parsed as it arrives, its MCP message
+    /// recorded, and passed on at once (chunked) without waiting for the end.
+    async fn relay_sse(
+        &mut self,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        state: &Shared,
+        view: SessionView,
+    ) -> Result<(), String> {
+        let mut client = client_head(head);
+        client.headers_mut().set_chunked();
+        let mut wire = BytesMut::with_capacity(4096);
+        client.encode(&mut wire);
+        let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
+        let mut parser = SseParser::new();
+        loop {
+            self.send(&wire).await?;
+            wire.clear();
+            let event = next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await;
+            match event {
+                Ok(Some(Event::BodyChunk(chunk))) => {
+                    let items = parser
+                        .feed(&chunk)
+                        .map_err(|e| self.stream_failed(format!("event stream: {}", e.reason())))?;
+                    let mut events = BytesMut::new();
+                    for item in items {
+                        let item = self.sse_item(item, state, &view);
+                        item.encode(&mut events).map_err(|e| {
+                            self.stream_failed(format!("event stream: {}", e.reason()))
+                        })?;
+                    }
+                    if !events.is_empty() {
+                        encoder
+                            .encode_chunk(&events, &mut wire)
+                            .map_err(|e| format!("event stream: {}", e.reason()))?;
+                    }
+                }
+                Ok(Some(Event::End(_))) => {
+                    encoder
+                        .encode_end(&Headers::new(), &mut wire)
+                        .map_err(|e| format!("event stream: {}", e.reason()))?;
+                    return self.send(&wire).await;
+                }
+                Ok(Some(Event::Head(_))) | Ok(None) => {
+                    return Err(self.stream_failed("upstream ended the event stream early".into()));
+                }
+                Err(e) => return Err(self.stream_failed(format!("upstream event stream: {e}"))),
+            }
+        }
+    }
+
+    /// Writes to the client and flushes, so streamed events go out at once.
+    async fn send(&mut self, wire: &[u8]) -> Result<(), String> {
+        let sent = async {
+            self.client.write_all(wire).await?;
+            self.client.flush().await
+        };
+        sent.await.map_err(|e| format!("client error: {e}"))
+    }
+
+    fn stream_failed(&self, reason: String) -> String {
+        let mut r = self.who.record(Kind::Response);
+        r.error = Some(reason.clone());
+        self.audit.record(r);
+        reason
+    }
+
+    /// One SSE item on its way to the client: MCP messages recorded (and
+    /// transformed), the legacy transport's endpoint event noted.
+    fn sse_item(&self, item: SseItem, state: &Shared, view: &SessionView) -> SseItem {
+        let SseItem::Event(mut event) = item else {
+            return item;
+        };
+        let Some(data) = event.data.take() else {
+            return SseItem::Event(event);
+        };
+        if event.event_type() == "endpoint" {
+            // legacy HTTP+SSE: POSTs to this URL belong to this stream's session
+            let key = legacy_key(data.trim());
+            self.rt.sessions.bind(&key, state);
+            event.data = Some(data);
+            return SseItem::Event(event);
+        }
+        if !looks_like_json(data.as_bytes()) {
+            event.data = Some(data);
+            return SseItem::Event(event);
+        }
+        let view = SessionView {
+            id: lock(state).id.clone(),
+            ..view.clone()
+        };
+        let out = self.server_messages(&Bytes::from(data), state, &view);
+        event.data = Some(String::from_utf8_lossy(&out).into_owned());
+        SseItem::Event(event)
+    }
+
+    /// Any other body: streamed through as it arrives, the exchange recorded
+    /// as HTTP.
+    async fn relay_raw(
+        &mut self,
+        req: &Request,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+    ) -> Result<(), String> {
+        let mut client = client_head(head);
+        let framing = head.body_framing().unwrap_or(BodyFraming::UntilClose);
+        match framing {
+            BodyFraming::Length(n) => client.headers_mut().set_content_length(n),
+            BodyFraming::Chunked | BodyFraming::UntilClose => client.headers_mut().set_chunked(),
+            BodyFraming::Empty => {}
+        }
+        let out_framing = match framing {
+            BodyFraming::UntilClose => BodyFraming::Chunked,
+            other => other,
+        };
+        let mut encoder = BodyEncoder::new(out_framing);
+        let mut wire = BytesMut::with_capacity(4096);
+        client.encode(&mut wire);
+        let mut size = 0u64;
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let result = loop {
+            match next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await {
+                Ok(Some(Event::BodyChunk(chunk))) => {
+                    size += chunk.len() as u64;
+                    hash.update(&chunk);
+                    if let Err(e) = encoder.encode_chunk(&chunk, &mut wire) {
+                        break Err(format!("upstream body: {}", e.reason()));
+                    }
+                }
+                Ok(Some(Event::End(_))) => {
+                    break encoder
+                        .encode_end(&Headers::new(), &mut wire)
+                        .map_err(|e| format!("upstream body: {}", e.reason()));
+                }
+                Ok(Some(Event::Head(_))) | Ok(None) => {
+                    break Err("upstream closed inside a body".to_string());
+                }
+                Err(e) => break Err(format!("upstream body: {e}")),
+            }
+            if wire.len() >= 64 * 1024 {
+                if let Err(e) = self.client.write_all(&wire).await {
+                    break Err(format!("client error: {e}"));
+                }
+                wire.clear();
+            }
+        };
+        if result.is_ok() {
+            self.send(&wire).await?;
+        }
+        let mut r = self.who.record(Kind::Http);
+        r.http = Some(format!(
+            "{} {}",
+            req.head.method(),
+            path_of(req.head.target())
+        ));
+        r.status = Some(head.status());
+        r.size = Some(size);
+        let digest = hash.finish();
+        r.payload_sha256 = Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect());
+        r.error = result.as_ref().err().cloned();
+        self.audit.record(r);
+        result
+    }
+}
+
+/// What checking an MCP request body led to.
+enum Checked {
+    Forward {
+        body: Bytes,
+        msgs: Vec<mcp::Message>,
+    },
+    /// The agent answered it itself; the connection goes on (or not).
+    Answered(Next),
+}
+
+/// Reads heads until the final (non-1xx) one; its interim responses are
+/// dropped (the agent answered the client's Expect itself).
+async fn final_head(conn: &mut UpstreamConn) -> Result<Option<ResponseHead>, CodecError> {
+    loop {
+        match next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await? {
+            None => return Ok(None),
+            Some(Event::Head(head)) if head.is_interim() => {
+                // an interim response has no body: its End follows at once
+                next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await?;
+            }
+            Some(Event::Head(head)) => return Ok(Some(head)),
+            Some(_) => return Err(FramingError::EventOutOfOrder.into()),
+        }
+    }
+}
+
+fn session_view(state: &Shared) -> SessionView {
+    let s = lock(state);
+    SessionView {
+        id: s.id.clone(),
+        protocol_version: s.protocol_version.clone(),
+        status: None,
+    }
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{' || *b == b'[')
+}
+
+fn is_json(head: &ResponseHead) -> bool {
+    header_str(head.headers(), "content-type").is_some_and(|ct| {
+        let media = ct.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("application/json")
+            || media.to_ascii_lowercase().ends_with("+json")
+    })
+}
+
+fn body_is_batch(body: &mcp::Body) -> bool {
+    matches!(body, mcp::Body::Batch(_))
+}
+
+fn request_ids(msgs: &[mcp::Message]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.kind == mcp::Kind::Request)
+        .filter_map(|m| m.id.clone())
+        .collect()
+}
+
+fn rpc_error(id: Option<&String>, code: i64, message: &str, data: Option<Value>) -> Value {
+    serde_json::from_slice(&mcp::error_body(
+        id.map(String::as_str),
+        code,
+        message,
+        data,
+    ))
+    .expect("error_body writes JSON")
+}
+
+/// One error per id (a single object for one id, null id for none).
+fn rpc_errors(ids: &[String], code: i64, message: &str) -> Vec<u8> {
+    match ids {
+        [] => mcp::error_body(None, code, message, None),
+        [one] => mcp::error_body(Some(one), code, message, None),
+        many => {
+            let all: Vec<Value> = many
+                .iter()
+                .map(|id| rpc_error(Some(id), code, message, None))
+                .collect();
+            serde_json::to_vec(&all).expect("JSON")
+        }
+    }
+}

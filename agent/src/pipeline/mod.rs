@@ -1,0 +1,73 @@
+//! The L7 data path of an `mcp` endpoint: the client's TLS terminated (or
+//! plain HTTP), HTTP/1.1 framed, every MCP message decoded, recorded and put
+//! to the endpoint's stages, and the request sent upstream over TLS with the
+//! gateway's credential.
+//!
+//! Module map: `conn` (client TLS, upstream connections and their pool),
+//! `wire` (reading and writing HTTP on them), `exchange` (one connection's
+//! requests and responses), `session` (MCP sessions across connections),
+//! `stage` (the seam controls plug into), `records` (what the audit gets),
+//! `endpoint` (an endpoint's runtime: credential, TLS, pool, stages).
+
+mod conn;
+mod endpoint;
+mod exchange;
+mod records;
+mod session;
+pub mod stage;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use endpoint::{EndpointRuntime, Runtimes, build};
+pub use exchange::{AGENT_ERROR, MAX_JSON_RESPONSE, MAX_REQUEST_BODY};
+pub use records::Who;
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use crate::audit::AuditLog;
+use crate::config::ClientTls;
+use crate::relay::Upstream;
+use crate::tls::LocalCa;
+
+/// How a pipelined connection ended, for its close record.
+pub struct Outcome {
+    pub outcome: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// Serves one redirected client connection of an `mcp` endpoint.
+pub async fn serve(
+    rt: Arc<EndpointRuntime>,
+    audit: AuditLog,
+    transport: Upstream,
+    ca: &LocalCa,
+    who: Who,
+    tcp: TcpStream,
+) -> Outcome {
+    let (io, sni): (conn::BoxIo, Option<String>) = match rt.client_tls {
+        ClientTls::Plain => (Box::new(tcp), None),
+        ClientTls::Terminate => match conn::accept_tls(tcp, ca, who.orig_dst).await {
+            Ok((io, name)) => (io, Some(name)),
+            Err(e) => {
+                return Outcome {
+                    outcome: format!("client TLS: {e:#}"),
+                    bytes_up: 0,
+                    bytes_down: 0,
+                };
+            }
+        },
+    };
+    let mut connection = exchange::Connection::new(rt, audit, transport, who, io, sni);
+    let outcome = connection.run().await;
+    let (up, down) = connection.counts();
+    Outcome {
+        outcome,
+        bytes_up: up,
+        bytes_down: down,
+    }
+}
