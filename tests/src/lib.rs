@@ -22,6 +22,7 @@
 
 mod agent;
 mod cgroup;
+mod mcp;
 mod netns;
 mod peers;
 mod proc;
@@ -29,6 +30,7 @@ mod util;
 
 pub use agent::{Agent, AgentBuilder, agent_bin, remove_pin_dir, warden};
 pub use cgroup::{TestCgroup, cgroup2_root};
+pub use mcp::{ClientRun, McpServer, TestPki, sdk_python, write_secret};
 pub use netns::{HttpServer, NetNs};
 pub use peers::{
     CurlRun, PeerOutput, curl, http_get, peer_script, python, python_command, sha256_file,
