@@ -118,6 +118,12 @@ impl Connection {
             let req = match self.read_request().await {
                 Ok(Some(req)) => req,
                 Ok(None) => return "ok".into(),
+                // most clients close TLS without close_notify once they are done
+                Err(ReadError::Io(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof && self.cdec.is_idle() =>
+                {
+                    return "ok".into();
+                }
                 Err(ReadError::Io(e)) => return format!("client error: {e}"),
                 Err(ReadError::Expectation) => {
                     self.refuse_http(417, "expectation not supported", "unsupported Expect")
@@ -610,7 +616,12 @@ impl Connection {
                 return Err(format!("upstream response: {reason}"));
             }
         };
-        let out = self.server_messages(&body, state, &view);
+        // an empty body (202 to a notification) carries no message
+        let out = if body.is_empty() {
+            body
+        } else {
+            self.server_messages(&body, state, &view)
+        };
         let mut client = client_head(head);
         client.headers_mut().set_content_length(out.len() as u64);
         let mut wire = BytesMut::with_capacity(256 + out.len());
