@@ -41,6 +41,15 @@ pub fn run(config: Config) -> Result<()> {
 }
 
 async fn serve(mut config: Config) -> Result<()> {
+    // Upstream credentials live in this process's memory: no core dumps, and no
+    // ptrace or /proc/<pid>/mem access by anyone but root.
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        warn!(
+            "could not mark the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     let state_dir = config.agent.state_dir.clone();
     fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating state_dir {}", state_dir.display()))?;
