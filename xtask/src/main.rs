@@ -102,6 +102,7 @@ fn test(unit_only: bool, args: &[String]) -> Result<()> {
     tally.run(cargo().args(["test", "--workspace", "--exclude", "mcp-warden-tests"]))?;
     if !unit_only {
         require_root("the integration tests")?;
+        setup_peers()?;
         let bin = build_agent(false)?;
         let mut c = cargo();
         c.args(["test", "-p", "mcp-warden-tests", "--"])
@@ -111,6 +112,20 @@ fn test(unit_only: bool, args: &[String]) -> Result<()> {
     }
     // one closing line over every test binary, for people and CI alike
     println!("\ntotal: {} passed, {} failed", tally.passed, tally.failed);
+    Ok(())
+}
+
+/// The MCP SDK virtualenvs the peers run in (tests/peers/setup.sh: pinned,
+/// idempotent, instant when they are already there).
+pub fn setup_peers() -> Result<()> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/setup.sh");
+    let st = Command::new("bash")
+        .arg(&script)
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !st.success() {
+        bail!("{} failed: {st}", script.display());
+    }
     Ok(())
 }
 
