@@ -18,7 +18,9 @@ use crate::{audit, daemon, ebpf};
     about = "Transparent enforcement point between a host's processes and the MCP servers they call",
     long_about = "mcp-warden redirects outbound connections to configured MCP endpoints into itself \
                   (eBPF cgroup hooks), identifies the calling process, user, systemd unit and CI job, \
-                  relays the connection and records it.\n\nLogging: RUST_LOG (default: info)."
+                  terminates its TLS, swaps the client's credential for the gateway's, decodes every \
+                  MCP message both ways and records each one in a tamper-evident audit store.\n\n\
+                  Logging: RUST_LOG (default: info)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,10 +36,10 @@ pub struct ConfigArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the agent in the foreground: attach, intercept, relay, record
+    /// Run the agent in the foreground: attach, intercept, inspect, record
     ///
-    /// SIGTERM drains open connections and exits; SIGHUP reloads the endpoint
-    /// list (a bad config is refused and the running one kept).
+    /// SIGTERM drains open connections and exits; SIGHUP reloads endpoints and
+    /// credentials (a bad config or credential is refused and the running one kept).
     Run(ConfigArg),
     /// Validate a configuration file and the host it names (cgroup, bpffs)
     ///
