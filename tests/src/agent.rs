@@ -390,6 +390,21 @@ impl Agent {
         self.write_config();
     }
 
+    /// Writes the host CA (`mcp-warden ca export`) to a file in the agent's
+    /// tempdir and returns its path: what clients get through SSL_CERT_FILE.
+    pub fn export_ca(&self) -> PathBuf {
+        let path = self.dir().join("agent-ca.pem");
+        let config = self.config_path().display().to_string();
+        let out = self.run_subcommand(&["ca", "export", "--config", &config]);
+        assert!(
+            out.status.success(),
+            "mcp-warden ca export: {}",
+            crate::output_text(&out.stderr)
+        );
+        fs::write(&path, &out.stdout).expect("writing the exported CA");
+        path
+    }
+
     /// `<agent binary> <args>` with RUST_LOG, output appended to the agent log.
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = Command::new(&self.program);

@@ -50,19 +50,7 @@ impl Setup {
                 token_file.display().to_string()
             ))
             .start();
-        let agent_ca = agent.dir().join("agent-ca.pem");
-        let out = agent.run_subcommand(&[
-            "ca",
-            "export",
-            "--config",
-            &agent.config_path().display().to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "ca export: {}",
-            output_text(&out.stderr)
-        );
-        std::fs::write(&agent_ca, &out.stdout).unwrap();
+        let agent_ca = agent.export_ca();
         Setup {
             agent,
             cg,

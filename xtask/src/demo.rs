@@ -53,19 +53,7 @@ pub fn run(bin: &Path) -> Result<()> {
         ))
         .start();
     println!("{}", agent.config_text().trim());
-    let ca = agent.dir().join("host-ca.pem");
-    let out = agent.run_subcommand(&[
-        "ca",
-        "export",
-        "--config",
-        &agent.config_path().display().to_string(),
-    ]);
-    ensure!(
-        out.status.success(),
-        "ca export: {}",
-        output_text(&out.stderr)
-    );
-    std::fs::write(&ca, &out.stdout)?;
+    let ca = agent.export_ca();
     println!(
         "host CA exported to {} (clients get it through SSL_CERT_FILE)",
         ca.display()

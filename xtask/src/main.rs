@@ -30,14 +30,29 @@ enum Task {
     /// Intercept a local MCP-style server and show the record (root)
     Demo,
     /// Benchmarks, reported as ratios against a baseline measured in the same run (root)
-    Bench,
+    ///
+    /// Three parts, in this order: `relay` (connect() hook cost, relay
+    /// throughput and latency), `mcp` (a TLS-on-both-sides MCP tools/call
+    /// direct vs through mcp-warden vs through nginx; needs
+    /// `apt-get install nginx-light` for the nginx column) and `engines` (audit
+    /// store and masking engine).
+    Bench {
+        /// Run only this part (e.g. `cargo xtask bench --only mcp`)
+        #[arg(long, value_enum)]
+        only: Option<bench::Part>,
+    },
     /// (internal) one measuring loop of the benchmarks, run inside a cgroup
     #[command(hide = true)]
     BenchWorker {
         kind: String,
         addr: std::net::SocketAddr,
         n: u32,
+        #[command(flatten)]
+        mcp: bench::McpWorkerArgs,
     },
+    /// (internal) the MCP benchmark, run from an optimised build
+    #[command(hide = true)]
+    BenchMcp,
     /// (internal) the engine benchmarks (audit store), run from an optimised build
     #[command(hide = true)]
     BenchEngines,
@@ -47,8 +62,9 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Test { unit_only, args } => test(unit_only, &args),
         Task::Demo => demo::run(&build_agent(false)?),
-        Task::Bench => bench::run(&build_agent(true)?),
-        Task::BenchWorker { kind, addr, n } => bench::worker_main(&kind, addr, n),
+        Task::Bench { only } => bench::run(&build_agent(true)?, only),
+        Task::BenchWorker { kind, addr, n, mcp } => bench::worker_main(&kind, addr, n, &mcp),
+        Task::BenchMcp => bench::mcp::run(),
         Task::BenchEngines => bench::engines(),
     }
 }

@@ -155,7 +155,7 @@ fn reset_on_close(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
 }
 
-fn percentiles(v: &mut [Duration]) -> (f64, f64) {
+pub(super) fn percentiles(v: &mut [Duration]) -> (f64, f64) {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e6;
     (at(0.50), at(0.99))

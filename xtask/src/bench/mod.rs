@@ -5,8 +5,11 @@
 //!   with the programs attached vs from one without: the cost of the hook.
 //! - relay throughput and request latency (p50, p99) through the agent vs
 //!   direct, on loopback.
+//! - an MCP `tools/call` with TLS on both sides: direct vs through the agent
+//!   vs through nginx doing the same job ([`mcp`]).
 
 mod load;
+pub mod mcp;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,14 +19,54 @@ use mcp_warden_tests::{Agent, TestCgroup};
 use serde_json::Value;
 
 pub use load::{bulk_send, connect_loop, latency};
+pub use mcp::McpWorkerArgs;
 
 const ROUNDS: usize = 3;
 const CONNECTS: u32 = 10000;
 const BULK_MB: u32 = 256;
 const ROUND_TRIPS: u32 = 2000;
 
-pub fn run(bin: &Path) -> Result<()> {
+/// The parts of `cargo xtask bench`, run in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// connect() hook cost, relay throughput and latency vs direct
+    Relay,
+    /// MCP tools/call over TLS: direct vs mcp-warden vs nginx
+    Mcp,
+    /// audit store and masking engine
+    Engines,
+}
+
+pub fn run(bin: &Path, only: Option<Part>) -> Result<()> {
     crate::require_root("the benchmarks")?;
+    let wanted = |p: Part| only.is_none_or(|o| o == p);
+    if wanted(Part::Relay) {
+        relay(bin)?;
+    }
+    // The MCP part and the engines are measured in an optimised build of this
+    // same tool: the MCP part's client and upstream do TLS themselves, and a
+    // debug build of them would blur every column.
+    if wanted(Part::Mcp) {
+        crate::status(release_xtask(&["bench-mcp"]).env("MCP_WARDEN_BIN", bin))?;
+    }
+    if wanted(Part::Engines) {
+        crate::status(&mut release_xtask(&["bench-engines"]))?;
+    }
+    Ok(())
+}
+
+/// `cargo run --release -p xtask -- <args>`.
+fn release_xtask(args: &[&str]) -> std::process::Command {
+    let mut c =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(crate::workspace_root())
+        .args(["run", "--quiet", "--release", "-p", "xtask", "--"])
+        .args(args);
+    c
+}
+
+/// The connect() hook, relay throughput and latency figures.
+fn relay(bin: &Path) -> Result<()> {
     // SAFETY: single-threaded at this point; the harness reads it to find the binary.
     unsafe { std::env::set_var("MCP_WARDEN_BIN", bin) };
 
@@ -89,20 +132,7 @@ pub fn run(bin: &Path) -> Result<()> {
         p.print(label, "");
     }
     println!("\n({records} connection records written during the run)");
-
-    // The engines are measured in an optimised build of this same tool.
-    let mut engines =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    engines.current_dir(crate::workspace_root()).args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "xtask",
-        "--",
-        "bench-engines",
-    ]);
-    crate::status(&mut engines)
+    Ok(())
 }
 
 /// `xtask bench-engines`: the audit store's append, write-ahead and verify
@@ -120,10 +150,22 @@ pub fn engines() -> Result<()> {
 
 /// Runs one measuring loop as a child process inside `cg`, returns its JSON.
 fn worker(cg: &TestCgroup, kind: &str, addr: SocketAddr, n: u32) -> Result<Value> {
+    worker_with(cg, kind, addr, n, &[])
+}
+
+/// [`worker`] with further arguments (the `bench-worker` flags).
+fn worker_with(
+    cg: &TestCgroup,
+    kind: &str,
+    addr: SocketAddr,
+    n: u32,
+    extra: &[&std::ffi::OsStr],
+) -> Result<Value> {
     let exe = std::env::current_exe()?;
     let out = cg
         .command(&exe)
         .args(["bench-worker", kind, &addr.to_string(), &n.to_string()])
+        .args(extra)
         .output()
         .with_context(|| format!("running the {kind} worker"))?;
     if !out.status.success() {
@@ -160,12 +202,14 @@ fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Entry point of the child process: `xtask bench-worker KIND ADDR N`.
-pub fn worker_main(kind: &str, addr: SocketAddr, n: u32) -> Result<()> {
+/// Entry point of the child process: `xtask bench-worker KIND ADDR N [FLAGS]`
+/// (the flags are for the `mcp` kind only).
+pub fn worker_main(kind: &str, addr: SocketAddr, n: u32, args: &McpWorkerArgs) -> Result<()> {
     let line = match kind {
         "connect" => connect_loop(addr, n)?,
         "bulk" => bulk_send(addr, n)?,
         "latency" => latency(addr, n)?,
+        "mcp" => mcp::client(addr, n, args)?,
         other => bail!("unknown worker {other}"),
     };
     println!("{line}");
