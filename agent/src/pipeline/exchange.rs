@@ -843,7 +843,7 @@ impl Connection {
         r.status = Some(head.status());
         r.size = Some(size);
         let digest = hash.finish();
-        r.payload_sha256 = Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect());
+        r.payload_sha256 = Some(super::records::hex(&digest));
         r.error = result.as_ref().err().cloned();
         self.audit.record(r);
         result

@@ -109,7 +109,11 @@ pub fn payload(r: &mut Record, raw: &[u8]) {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    let d = digest::digest(&digest::SHA256, data);
+    hex(&digest::digest(&digest::SHA256, data))
+}
+
+/// A digest as lower-case hex.
+pub fn hex(d: &digest::Digest) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
