@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::mask::{MaskConfig, Profile, SAFE_HARBOR};
+
 pub const DEFAULT_PATH: &str = "/etc/mcp-warden/warden.toml";
 
 const DEFAULT_INSTANCE: &str = "default";
@@ -45,6 +47,9 @@ pub struct Config {
     /// `[credential.NAME]` tables, by name. Only where each secret lives:
     /// nothing here reads it (secrets are loaded at daemon start).
     pub credentials: BTreeMap<String, CredentialSpec>,
+    /// `[mask.NAME]` tables, by name, as written (each validated by building
+    /// its profile once; the runtime builds them again).
+    pub masks: BTreeMap<String, MaskConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +133,38 @@ pub struct Endpoint {
     /// `strip_headers`: request headers removed in addition to the client
     /// credential headers that are always removed. Lower-cased HTTP tokens.
     pub strip_headers: Vec<String>,
+    /// `mask`: the masking profile for what the server sends back and for
+    /// the payloads the audit keeps.
+    pub mask: MaskChoice,
 }
+
+/// `mask`: a profile name (`"safe-harbor"`, built in and the default, or a
+/// `[mask.NAME]` table) or `"off"`: nothing is masked, and the audit keeps
+/// no payloads for the endpoint (only their SHA-256 and size), since it must
+/// never hold unmasked PHI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaskChoice {
+    Profile(String),
+    Off,
+}
+
+impl Default for MaskChoice {
+    fn default() -> Self {
+        MaskChoice::Profile(SAFE_HARBOR.to_string())
+    }
+}
+
+impl fmt::Display for MaskChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaskChoice::Profile(name) => f.write_str(name),
+            MaskChoice::Off => f.write_str(MASK_OFF),
+        }
+    }
+}
+
+/// `mask = "off"`.
+pub const MASK_OFF: &str = "off";
 
 impl Endpoint {
     /// An endpoint with every key except `name` and `match` at its default.
@@ -348,6 +384,8 @@ impl Serialize for Config {
             endpoint: Vec<EndpointOut<'a>>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             credential: BTreeMap<&'a str, CredentialOut<'a>>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            mask: &'a BTreeMap<String, MaskConfig>,
         }
         #[derive(Serialize)]
         struct AgentOut<'a> {
@@ -397,6 +435,8 @@ impl Serialize for Config {
             credential: Option<&'a str>,
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             strip_headers: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            mask: Option<String>,
         }
         #[derive(Serialize)]
         struct CredentialOut<'a> {
@@ -450,6 +490,7 @@ impl Serialize for Config {
                         client_key: e.client_cert.as_ref().map(|c| path(&c.key)),
                         credential: e.credential.as_deref(),
                         strip_headers: &e.strip_headers,
+                        mask: mcp.then(|| e.mask.to_string()),
                     }
                 })
                 .collect(),
@@ -471,6 +512,7 @@ impl Serialize for Config {
                     )
                 })
                 .collect(),
+            mask: &self.masks,
         }
         .serialize(s)
     }
@@ -496,13 +538,15 @@ impl Config {
         let agent = src.agent(raw.agent.as_ref().map(|a| a.get_ref()))?;
         let audit = src.audit(raw.audit.as_ref().map(|a| a.get_ref()))?;
         let credentials = src.credentials(&raw.credential)?;
-        let endpoints = src.endpoints(&raw.endpoint, &credentials)?;
+        let masks = src.masks(&raw.mask)?;
+        let endpoints = src.endpoints(&raw.endpoint, &credentials, &masks)?;
         Ok(Config {
             path: path.to_path_buf(),
             agent,
             audit,
             endpoints,
             credentials,
+            masks,
         })
     }
 
@@ -635,6 +679,8 @@ struct RawFile {
     endpoint: Vec<Spanned<RawEndpoint>>,
     #[serde(default)]
     credential: BTreeMap<Spanned<String>, Spanned<RawCredential>>,
+    #[serde(default)]
+    mask: BTreeMap<Spanned<String>, Spanned<MaskConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -682,6 +728,7 @@ struct RawEndpoint {
     client_key: Option<Spanned<String>>,
     credential: Option<Spanned<String>>,
     strip_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    mask: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1065,6 +1112,7 @@ impl Source<'_> {
         &self,
         raw: &[Spanned<RawEndpoint>],
         credentials: &BTreeMap<String, CredentialSpec>,
+        masks: &BTreeMap<String, MaskConfig>,
     ) -> Result<Vec<Endpoint>, ConfigError> {
         // First place each name / normalised match was seen, for duplicate errors.
         let mut names: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -1126,7 +1174,8 @@ impl Source<'_> {
                 seen.insert(spec.clone(), (format!("{key} (endpoint {name:?})"), line));
                 matches.push(spec);
             }
-            out.push(self.endpoint_l7(i, r, Endpoint::new(name.clone(), matches), credentials)?);
+            let ep = Endpoint::new(name.clone(), matches);
+            out.push(self.endpoint_l7(i, r, ep, credentials, masks)?);
         }
         Ok(out)
     }
@@ -1138,6 +1187,7 @@ impl Source<'_> {
         r: &RawEndpoint,
         mut ep: Endpoint,
         credentials: &BTreeMap<String, CredentialSpec>,
+        masks: &BTreeMap<String, MaskConfig>,
     ) -> Result<Endpoint, ConfigError> {
         let key = |k: &str| format!("endpoint[{i}].{k}");
 
@@ -1162,6 +1212,7 @@ impl Source<'_> {
                 ("client_key", r.client_key.as_ref().map(Spanned::span)),
                 ("credential", r.credential.as_ref().map(Spanned::span)),
                 ("strip_headers", r.strip_headers.as_ref().map(Spanned::span)),
+                ("mask", r.mask.as_ref().map(Spanned::span)),
             ];
             if let Some((k, span)) = l7
                 .into_iter()
@@ -1275,7 +1326,71 @@ impl Source<'_> {
                 ep.strip_headers.push(lower);
             }
         }
+
+        if let Some(v) = &r.mask {
+            let name = v.get_ref();
+            ep.mask = if name == MASK_OFF {
+                MaskChoice::Off
+            } else if name == SAFE_HARBOR || masks.contains_key(name) {
+                MaskChoice::Profile(name.clone())
+            } else {
+                let mut known = vec![SAFE_HARBOR, MASK_OFF];
+                known.extend(masks.keys().map(String::as_str));
+                return Err(self.at(
+                    v,
+                    key("mask"),
+                    format!(
+                        "unknown mask profile {name:?} (expected one of: {})",
+                        known.join(", ")
+                    ),
+                ));
+            };
+        }
         Ok(ep)
+    }
+
+    /// `[mask.NAME]` tables: each must build its profile; a profile's own
+    /// error names its key, which is found again in the file for the line.
+    fn masks(
+        &self,
+        raw: &BTreeMap<Spanned<String>, Spanned<MaskConfig>>,
+    ) -> Result<BTreeMap<String, MaskConfig>, ConfigError> {
+        let mut tables: Vec<_> = raw.iter().collect();
+        tables.sort_by_key(|(name, _)| name.span().start);
+        let mut out = BTreeMap::new();
+        for (name_v, table) in tables {
+            let name = name_v.get_ref();
+            let key = format!("mask.{}", render_key(name));
+            if !valid_name(name) {
+                return Err(self.at(
+                    name_v,
+                    key,
+                    format!("invalid mask profile name {name:?} (expected 1-64 characters of A-Z, a-z, 0-9, ., _ and -)"),
+                ));
+            }
+            if name == SAFE_HARBOR || name == MASK_OFF {
+                return Err(self.at(
+                    name_v,
+                    key,
+                    format!("{name:?} is a built-in name; give the profile its own (base = \"safe-harbor\" starts from the built-in one)"),
+                ));
+            }
+            if let Err(e) = Profile::from_config(name, table.get_ref()) {
+                let mut path = vec![Seg::Key("mask".into()), Seg::Key(name.clone())];
+                path.extend(parse_dotted(&e.key));
+                let span = span_of_path(self.text, &path).unwrap_or_else(|| table.span());
+                // regex errors draw a caret over several lines; ours are one line
+                let message: Vec<&str> = e
+                    .message
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                return Err(self.error(Some(span), Some(render_path(&path)), message.join(" ")));
+            }
+            out.insert(name.clone(), table.get_ref().clone());
+        }
+        Ok(out)
     }
 
     fn credentials(
@@ -1688,6 +1803,56 @@ fn key_path_at(text: &str, offset: usize) -> Vec<Seg> {
     let mut path = Vec::new();
     find_in_table(root.get_ref(), offset, &mut path);
     path
+}
+
+/// A dotted key as the mask profiles name theirs (`patterns[2].regex`,
+/// `actions.ssn`), as path segments.
+fn parse_dotted(key: &str) -> Vec<Seg> {
+    let mut path = Vec::new();
+    for part in key.split('.') {
+        let (name, rest) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            path.push(Seg::Key(name.to_string()));
+        }
+        for idx in rest.split('[') {
+            if let Ok(i) = idx.trim_end_matches(']').parse() {
+                path.push(Seg::Index(i));
+            }
+        }
+    }
+    path
+}
+
+/// The span of the value at `path` (or of its key when the value is a
+/// table), from a span-keeping parse.
+fn span_of_path(text: &str, path: &[Seg]) -> Option<Range<usize>> {
+    let (root, _) = DeTable::parse_recoverable(text);
+    let mut table = root.get_ref();
+    let mut value: Option<&Spanned<DeValue<'_>>> = None;
+    let mut key_span = None;
+    for seg in path {
+        value = match (seg, value.map(Spanned::get_ref)) {
+            (Seg::Key(k), None) => {
+                let (kv, v) = table.get_key_value(k.as_str())?;
+                key_span = Some(kv.span());
+                Some(v)
+            }
+            (Seg::Key(k), Some(DeValue::Table(t))) => {
+                table = t;
+                let (kv, v) = table.get_key_value(k.as_str())?;
+                key_span = Some(kv.span());
+                Some(v)
+            }
+            (Seg::Index(i), Some(DeValue::Array(a))) => Some(a.get(*i)?),
+            _ => return None,
+        };
+    }
+    let v = value?;
+    match (v.get_ref(), path.last()) {
+        // an [[array]] element's span is its own header
+        (DeValue::Table(_), Some(Seg::Key(_))) => key_span,
+        _ => Some(v.span()),
+    }
 }
 
 fn contains(span: &Range<usize>, offset: usize) -> bool {
@@ -2105,7 +2270,7 @@ file = "/run/secrets/billing"
         );
         assert_eq!(
             e.message,
-            "unknown top-level key \"foo\" (expected one of: agent, audit, endpoint, credential)"
+            "unknown top-level key \"foo\" (expected one of: agent, audit, endpoint, credential, mask)"
         );
         let m = err_at("[agnet]\n", 1, None);
         assert!(m.starts_with("unknown top-level key \"agnet\""), "{m}");
@@ -2133,7 +2298,7 @@ file = "/run/secrets/billing"
         assert_eq!(
             m,
             "unknown key \"matchs\" (expected one of: name, match, protocol, client_tls, upstream, \
-             upstream_ca, client_cert, client_key, credential, strip_headers)"
+             upstream_ca, client_cert, client_key, credential, strip_headers, mask)"
         );
     }
 
@@ -2650,6 +2815,70 @@ file = "/run/secrets/billing"
             let m = err_at(&l7(extra), line, Some(&format!("endpoint[0].{key}")));
             assert!(m.ends_with("is not an absolute path"), "{m}");
         }
+    }
+
+    #[test]
+    fn mask_profiles_and_endpoint_choice() {
+        let text = format!(
+            "{}\n[mask.strict]\ndisable = [\"url\"]\n[mask.strict.actions]\nssn = \"partial:4\"\n[[mask.strict.patterns]]\nname = \"acme-mrn\"\nregex = 'ACME-\\d{{7}}'\nentity = \"mrn\"\n",
+            l7("mask = \"strict\"\n")
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.endpoints[0].mask, MaskChoice::Profile("strict".into()));
+        assert_eq!(c.masks["strict"].disable, ["url"]);
+        // the default is the built-in profile; "off" turns masking off
+        assert_eq!(
+            parse(&l7("")).unwrap().endpoints[0].mask,
+            MaskChoice::Profile("safe-harbor".into())
+        );
+        assert_eq!(
+            parse(&l7("mask = \"off\"\n")).unwrap().endpoints[0].mask,
+            MaskChoice::Off
+        );
+        let out = toml::to_string(&c).unwrap();
+        assert_eq!(parse(&out).unwrap(), c, "{out}");
+    }
+
+    #[test]
+    fn mask_errors_name_file_line_and_key() {
+        let m = err_at(&l7("mask = \"hipaa\"\n"), 4, Some("endpoint[0].mask"));
+        assert_eq!(
+            m,
+            "unknown mask profile \"hipaa\" (expected one of: safe-harbor, off)"
+        );
+        let text = format!("{}\n[mask.a]\ndisable = [\"url\", \"bogus\"]\n", l7(""));
+        let m = err_at(&text, 6, Some("mask.a.disable[1]"));
+        assert_eq!(m, "unknown entity \"bogus\"");
+        let text = format!(
+            "{}\n[mask.a.actions]\nname = \"tag\"\nssn = \"shred\"\n",
+            l7("")
+        );
+        let m = err_at(&text, 7, Some("mask.a.actions.ssn"));
+        assert!(m.contains("shred"), "{m}");
+        let text = format!(
+            "{}\n[[mask.a.patterns]]\nname = \"ok\"\nregex = \"x\"\n[[mask.a.patterns]]\nname = \"bad\"\nregex = \"(\"\n",
+            l7("")
+        );
+        let m = err_at(&text, 8, Some("mask.a.patterns[1]"));
+        assert!(m.contains("unclosed group"), "{m}");
+        let m = err_at(
+            &format!("{}\n[mask.a]\nbogus = 1\n", l7("")),
+            6,
+            Some("mask.a"),
+        );
+        assert!(m.starts_with("unknown key \"bogus\""), "{m}");
+        let m = err_at(
+            &format!("{}\n[mask.safe-harbor]\n", l7("")),
+            5,
+            Some("mask.safe-harbor"),
+        );
+        assert!(m.contains("built-in"), "{m}");
+        let m = err_at(
+            "[[endpoint]]\nname = \"a\"\nmatch = [\"h.example:443\"]\nprotocol = \"tcp\"\nmask = \"off\"\n",
+            5,
+            Some("endpoint[0].mask"),
+        );
+        assert!(m.contains("only applies to protocol = \"mcp\""), "{m}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Masker;
 use super::edit::apply_str;
@@ -13,7 +13,7 @@ use super::scope::Mode;
 use super::text::StrCtx;
 
 /// What to do with an MCP image or audio content item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaPolicy {
     /// Pass it through untouched (its base64 is not scanned as text).

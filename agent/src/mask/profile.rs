@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::action::Action;
 use super::detect::CustomRule;
@@ -281,45 +281,54 @@ impl Profile {
     }
 }
 
-/// One `[mask.NAME]` table of the agent's config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// One `[mask.NAME]` table of the agent's config (serialised back as
+/// written, for `check-config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskConfig {
     /// `"safe-harbor"` (the default) or `"none"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
     /// Replaces the base's enabled kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entities: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub disable: Vec<String>,
     /// Kind → action (`redact`, `partial:4`, `tag`, `hash`, `year`, `zip3`,
     /// `null`); `custom:NAME` for a pattern.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub actions: BTreeMap<String, String>,
     /// Key → kind, added to the base's key rules.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: BTreeMap<String, String>,
     /// Key ending → kind (`_phone` covers `home_phone`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub key_suffixes: BTreeMap<String, String>,
     /// Keys removed from the base's rules.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drop_keys: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patterns: Vec<PatternConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub images: Option<MediaPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub audio: Option<MediaPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_depth: Option<usize>,
 }
 
 /// One `[[mask.NAME.patterns]]` entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatternConfig {
     pub name: String,
     pub regex: String,
     /// A built-in kind to count matches as (`mrn`); default `custom:NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
 }
 
