@@ -12,6 +12,7 @@ pub mod ebpf;
 pub mod http;
 pub mod identity;
 pub mod intercept;
+pub mod keyfile;
 pub mod mask;
 pub mod mcp;
 pub mod pipeline;

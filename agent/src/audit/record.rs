@@ -2,6 +2,7 @@
 //! records the store writes about itself (checkpoints, seals, retention,
 //! recovery). The line around a body (seq, prev, ts, hash) is `chain`'s.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -82,9 +83,13 @@ pub struct Record {
     pub policies: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approver: Option<String>,
-    /// Entities masked in this message.
+    /// Entities masked in this message, by kind (`{"ssn":1,"name":2}`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub masked: Option<u64>,
+    pub masked: Option<BTreeMap<String, u64>>,
+    /// Why `payload` is absent although the message was masked (too large
+    /// to keep, or larger than the profile's limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_omitted: Option<String>,
     /// Which way an MCP message went: "client_to_server" | "server_to_client".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<&'static str>,
@@ -139,6 +144,7 @@ impl Record {
             policies: None,
             approver: None,
             masked: None,
+            payload_omitted: None,
             direction: None,
             message: None,
             mcp_session: None,
@@ -251,9 +257,30 @@ pub struct RecordView {
     pub uri: Option<String>,
     pub prompt: Option<String>,
     pub decision: Option<String>,
-    pub masked: Option<u64>,
+    pub masked: MaskedCount,
     pub duration_ms: Option<u64>,
     pub direction: Option<String>,
+}
+
+/// A record's `masked`, summed: an object of counts by kind, or (records
+/// written before the counts were kept by kind) a number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaskedCount(pub u64);
+
+impl<'de> Deserialize<'de> for MaskedCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            Total(u64),
+            ByKind(BTreeMap<String, u64>),
+        }
+        Ok(MaskedCount(match Option::<Shape>::deserialize(d)? {
+            None => 0,
+            Some(Shape::Total(n)) => n,
+            Some(Shape::ByKind(m)) => m.values().sum(),
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

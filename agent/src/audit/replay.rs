@@ -111,11 +111,18 @@ fn render(r: &Value, since: f64) -> String {
         }
         _ => {}
     }
-    parts.extend(
-        n("masked")
-            .filter(|m| *m > 0)
-            .map(|m| format!("masked {m}")),
-    );
+    if let Some(by_kind) = r["masked"].as_object() {
+        let counts: Vec<String> = by_kind
+            .iter()
+            .filter_map(|(k, n)| Some(format!("{k}={}", n.as_u64()?)))
+            .collect();
+        if !counts.is_empty() {
+            parts.push(format!("masked {}", counts.join(" ")));
+        }
+    } else if let Some(m) = n("masked").filter(|m| *m > 0) {
+        parts.push(format!("masked {m}"));
+    }
+    parts.extend(s("payload_omitted").map(|why| format!("payload not kept: {why}")));
     if let Some(payload) = r.get("payload") {
         let text = payload.to_string();
         let cut: String = text.chars().take(PAYLOAD_CHARS).collect();
@@ -153,7 +160,7 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .any(|l| l.contains("masked 2") && l.contains("[NAME]")),
+                .any(|l| l.contains("masked name=2") && l.contains("[NAME]")),
             "{text}"
         );
 

@@ -55,7 +55,7 @@ pub fn record(i: usize) -> Record {
         r.decision = Some(if i % 4 == 2 { "deny" } else { "allow" }.into());
     }
     if kind == Kind::Response {
-        r.masked = Some(2);
+        r.masked = Some([("name".to_string(), 2)].into());
         r.payload = Some(serde_json::json!({"name": "[NAME]", "n": i}));
     }
     r

@@ -92,7 +92,7 @@ impl SessionSummary {
             "decision" if view.decision.as_deref() == Some("deny") => self.denials += 1,
             _ => {}
         }
-        self.masked += view.masked.unwrap_or(0);
+        self.masked += view.masked.0;
     }
 }
 

@@ -10,10 +10,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use super::conn::{Pool, Target};
+use super::masking::build_maskers;
 use super::session::SessionTable;
 use super::stage::Chain;
-use crate::config::{ClientTls, Config, CredentialKind, Endpoint, Protocol, UpstreamUrl};
+use crate::config::{
+    ClientTls, Config, CredentialKind, Endpoint, MaskChoice, Protocol, UpstreamUrl,
+};
 use crate::credential::{Bearer, CLIENT_CREDENTIAL_HEADERS, Credential, SecretFile, StaticHeader};
+use crate::mask::Masker;
 use crate::tls::UpstreamTls;
 
 pub struct EndpointRuntime {
@@ -27,6 +31,8 @@ pub struct EndpointRuntime {
     /// Request headers removed before forwarding (lower-case).
     pub strip: Vec<String>,
     pub chain: Chain,
+    /// The masking profile's masker; None with `mask = "off"`.
+    pub masker: Option<Arc<Masker>>,
     pub pool: Pool,
     pub sessions: SessionTable,
 }
@@ -40,6 +46,7 @@ impl std::fmt::Debug for EndpointRuntime {
             .field("upstream", &self.upstream)
             .field("credential", &self.credential.is_some())
             .field("chain", &self.chain)
+            .field("mask", &self.masker.as_ref().map(|m| &m.profile().name))
             .finish()
     }
 }
@@ -50,12 +57,16 @@ pub type Runtimes = HashMap<String, Arc<EndpointRuntime>>;
 /// Builds every endpoint's runtime; the first that fails names its endpoint.
 pub fn build(config: &Config, chain: &Chain) -> Result<Runtimes> {
     let credentials_dir = SecretFile::credentials_dir();
+    let maskers = build_maskers(config)?;
     config
         .endpoints
         .iter()
         .map(|ep| {
-            let rt = EndpointRuntime::build(ep, config, credentials_dir.as_deref(), chain)
+            let mut rt = EndpointRuntime::build(ep, config, credentials_dir.as_deref(), chain)
                 .with_context(|| format!("endpoint {:?}", ep.name))?;
+            if let (Protocol::Mcp, MaskChoice::Profile(name)) = (ep.protocol, &ep.mask) {
+                rt.masker = maskers.get(name).cloned();
+            }
             Ok((ep.name.clone(), Arc::new(rt)))
         })
         .collect()
@@ -112,6 +123,7 @@ impl EndpointRuntime {
             credential,
             strip,
             chain: chain.clone(),
+            masker: None,
             pool: Pool::default(),
             sessions: SessionTable::default(),
         })

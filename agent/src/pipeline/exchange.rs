@@ -14,7 +14,8 @@ use tracing::debug;
 
 use super::conn::{BoxIo, Counted, UpstreamConn, connect};
 use super::endpoint::EndpointRuntime;
-use super::records::{SessionView, Who, message_texts, negotiated_version, payload};
+use super::masking::{self, MaskedMessage};
+use super::records::{Kept, SessionView, Who, message_texts, negotiated_version, payload};
 use super::session::{Shared, legacy_key, lock, new_state};
 use super::stage::{MessageCtx, Refusal, Verdict};
 use super::wire::{
@@ -261,10 +262,23 @@ impl Connection {
             status: Some(head.status()),
             ..session_view(&state)
         };
+        if self.rt.masker.is_some()
+            && let Some(enc) = header_str(head.headers(), "content-encoding")
+            && !enc.trim().eq_ignore_ascii_case("identity")
+        {
+            // the agent asked for identity; what it cannot read it cannot mask
+            let ids = mcp_body.as_deref().map(request_ids).unwrap_or_default();
+            return Err(self
+                .refuse_unmaskable(&ids, format!("a {enc:?}-encoded response cannot be masked"))
+                .await);
+        }
         let outcome = if head.is_event_stream() {
             self.relay_sse(&head, &mut conn, &state, view).await
         } else if mcp_body.is_some() && is_json(&head) {
             self.relay_json(&head, &mut conn, &state, view).await
+        } else if self.rt.masker.is_some() {
+            let ids = mcp_body.as_deref().map(request_ids).unwrap_or_default();
+            self.relay_masked_text(&req, &head, &mut conn, &ids).await
         } else {
             self.relay_raw(&req, &head, &mut conn).await
         };
@@ -362,9 +376,15 @@ impl Connection {
                 }
                 mcp::Kind::Notification => None,
             };
-            let record = self
-                .who
-                .message(Sender::Client, msg, raw, &view, pending.as_ref());
+            // the audit keeps the arguments masked; the server gets them as sent
+            let masked = self.mask_copy(raw);
+            let record = self.who.message(
+                Sender::Client,
+                msg,
+                kept(masked.as_ref(), raw, raw.len()),
+                &view,
+                pending.as_ref(),
+            );
             // never an access without its record: data-bearing requests wait for the disk
             if msg.is_data_bearing() {
                 acks.push(self.audit.record_durable(record));
@@ -379,10 +399,10 @@ impl Connection {
             if matches!(msg.kind, mcp::Kind::Request | mcp::Kind::Notification)
                 && let Verdict::Answer(refusal) = self.rt.chain.decide(&ctx, msg).await
             {
-                let mut r = self.who.message(Sender::Client, msg, b"", &view, None);
+                let mut r = self
+                    .who
+                    .message(Sender::Client, msg, Kept::Nothing, &view, None);
                 r.kind = Kind::Decision;
-                r.size = None;
-                r.payload_sha256 = None;
                 r.decision = Some("deny".into());
                 r.policies = Some(refusal.by.clone());
                 r.reason = Some(refusal.message.clone());
@@ -630,9 +650,11 @@ impl Connection {
         self.send(&wire).await
     }
 
-    /// Records (and transforms) the MCP messages of a server body; returns
-    /// the bytes to send on. A body that is not JSON-RPC goes on unchanged
-    /// and is recorded as such.
+    /// Masks, records (and transforms) the MCP messages of a server body;
+    /// returns the bytes to send on. Masking comes first, so that the audit,
+    /// later stages and the client see only masked messages. A body that is
+    /// not JSON-RPC is masked as text and recorded as such; one too large to
+    /// mask becomes a JSON-RPC error.
     fn server_messages(&self, body: &Bytes, state: &Shared, view: &SessionView) -> Bytes {
         let parsed = match mcp::decode(body) {
             Ok(parsed) => parsed,
@@ -641,15 +663,29 @@ impl Connection {
                 r.direction = Some(super::records::direction(Sender::Server));
                 r.error = Some(format!("not JSON-RPC: {e}"));
                 r.status = view.status;
-                payload(&mut r, body);
+                let out = match self.mask_server(body, &[]) {
+                    Ok(None) => {
+                        payload(&mut r, body);
+                        body.clone()
+                    }
+                    Ok(Some(m)) => {
+                        kept(m.messages.first(), &m.bytes, m.bytes.len()).fill(&mut r);
+                        m.bytes
+                    }
+                    Err(too) => {
+                        r.error = Some(format!("not JSON-RPC, and {}", too_large_reason(&too)));
+                        Bytes::from(rpc_errors(&[], AGENT_ERROR, &too.client_message()))
+                    }
+                };
                 self.audit.record(r);
-                return body.clone();
+                return out;
             }
         };
         let msgs = parsed.messages();
         let texts = message_texts(body, &parsed);
+        let masked = self.mask_server(body, &texts);
         let mut view = view.clone();
-        for (msg, raw) in msgs.iter().zip(&texts) {
+        for (i, (msg, raw)) in msgs.iter().zip(&texts).enumerate() {
             let pending = match msg.kind {
                 mcp::Kind::Response | mcp::Kind::Error => {
                     lock(state).correlator.response(Sender::Server, msg)
@@ -666,16 +702,39 @@ impl Connection {
                 lock(state).protocol_version = Some(v.clone());
                 view.protocol_version = Some(v);
             }
-            let record = self
+            let kept = match &masked {
+                Ok(None) => Kept::Digest(raw),
+                Ok(Some(m)) => {
+                    let part = &m.messages[i.min(m.messages.len() - 1)];
+                    Kept::Masked {
+                        masked: part,
+                        forwarded_len: part.bytes.len(),
+                    }
+                }
+                Err(_) => Kept::Nothing,
+            };
+            let mut record = self
                 .who
-                .message(Sender::Server, msg, raw, &view, pending.as_ref());
+                .message(Sender::Server, msg, kept, &view, pending.as_ref());
+            if let Err(too) = &masked {
+                record.size = Some(raw.len() as u64);
+                record.error = Some(too_large_reason(too));
+            }
             self.audit.record(record);
         }
+        let out = match masked {
+            Ok(None) => body.clone(),
+            Ok(Some(m)) => m.bytes,
+            Err(too) => {
+                let ids = response_ids(msgs);
+                return Bytes::from(rpc_errors(&ids, AGENT_ERROR, &too.client_message()));
+            }
+        };
         if self.rt.chain.is_empty() {
-            return body.clone();
+            return out;
         }
         let ctx = self.ctx(&view, Sender::Server);
-        let mut json = body.to_vec();
+        let mut json = out.to_vec();
         match self.rt.chain.transform(&ctx, msgs, &mut json) {
             Ok(_) => Bytes::from(json),
             Err(refusal) => {
@@ -683,6 +742,39 @@ impl Connection {
                 Bytes::from(rpc_errors(&ids, refusal.code, &refusal.message))
             }
         }
+    }
+
+    /// A masked copy of a message for the record; None with `mask = "off"`.
+    fn mask_copy(&self, raw: &[u8]) -> Option<MaskedMessage> {
+        let masker = self.rt.masker.as_deref()?;
+        Some(masking::mask_message(masker, raw))
+    }
+
+    /// A server body masked by the endpoint's profile; `Ok(None)` with
+    /// `mask = "off"`.
+    fn mask_server(
+        &self,
+        body: &Bytes,
+        texts: &[&[u8]],
+    ) -> Result<Option<masking::MaskedBody>, masking::TooLarge> {
+        match self.rt.masker.as_deref() {
+            None => Ok(None),
+            Some(m) => masking::mask_body(m, body, texts).map(Some),
+        }
+    }
+
+    /// Answers a response the agent cannot mask with a JSON-RPC error (502)
+    /// and records why; the connection ends (the body was left unread).
+    async fn refuse_unmaskable(&mut self, ids: &[String], why: String) -> String {
+        let mut r = self.who.record(Kind::Response);
+        r.direction = Some(super::records::direction(Sender::Server));
+        r.error = Some(format!("{why}; not forwarded"));
+        r.status = Some(502);
+        self.audit.record(r);
+        let message = format!("mcp-warden: {why}, so it was not forwarded");
+        let body = rpc_errors(ids, AGENT_ERROR, &message);
+        let _ = answer(&mut self.client, 502, "application/json", &body, true).await;
+        format!("refused: {why}")
     }
 
     /// An event stream: each event parsed as it arrives, its MCP message
@@ -755,8 +847,9 @@ impl Connection {
     /// One SSE item on its way to the client: MCP messages recorded (and
     /// transformed), the legacy transport's endpoint event noted.
     fn sse_item(&self, item: SseItem, state: &Shared, view: &SessionView) -> SseItem {
-        let SseItem::Event(mut event) = item else {
-            return item;
+        let mut event = match item {
+            SseItem::Event(event) => event,
+            SseItem::Comment(text) => return SseItem::Comment(self.mask_plain(text)),
         };
         let Some(data) = event.data.take() else {
             return SseItem::Event(event);
@@ -769,7 +862,7 @@ impl Connection {
             return SseItem::Event(event);
         }
         if !looks_like_json(data.as_bytes()) {
-            event.data = Some(data);
+            event.data = Some(self.mask_plain(data));
             return SseItem::Event(event);
         }
         let view = SessionView {
@@ -779,6 +872,93 @@ impl Connection {
         let out = self.server_messages(&Bytes::from(data), state, &view);
         event.data = Some(String::from_utf8_lossy(&out).into_owned());
         SseItem::Event(event)
+    }
+
+    /// Text that is not an MCP message (an SSE comment or non-JSON data),
+    /// masked when the endpoint masks. Text over the profile's limit is
+    /// dropped rather than passed unmasked.
+    fn mask_plain(&self, text: String) -> String {
+        match self.rt.masker.as_deref() {
+            None => text,
+            Some(m) => {
+                let masked = m.mask_text(&text);
+                match masked.outcome {
+                    crate::mask::Outcome::TooLarge { .. } => String::new(),
+                    _ => masked.text.into_owned(),
+                }
+            }
+        }
+    }
+
+    /// Any other body on an endpoint that masks: read whole (up to the
+    /// profile's limit), masked as JSON or text, sent on with its new length.
+    /// A body that is not text is refused: the agent cannot vouch for it.
+    async fn relay_masked_text(
+        &mut self,
+        req: &Request,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        ids: &[String],
+    ) -> Result<(), String> {
+        let masker = self.rt.masker.clone().expect("called only when masking");
+        let content_type = header_str(head.headers(), "content-type").map(str::to_string);
+        let empty = head.body_framing().is_ok_and(|f| f == BodyFraming::Empty);
+        if !empty && !masking::is_textual(content_type.as_deref()) {
+            let ct = content_type.unwrap_or_default();
+            return Err(self
+                .refuse_unmaskable(ids, format!("a {ct:?} response cannot be masked"))
+                .await);
+        }
+        let limit = masker.profile().max_bytes;
+        let body = match read_body(&mut conn.io, &mut conn.buf, &mut conn.decoder, limit).await {
+            Ok(body) => body,
+            Err(e) if e.framing() == Some(FramingError::BodyTooLarge) => {
+                let why = format!(
+                    "the response is larger than the {limit} bytes that masking profile {:?} inspects",
+                    masker.profile().name
+                );
+                return Err(self.refuse_unmaskable(ids, why).await);
+            }
+            Err(e) => {
+                let reason = format!("upstream body: {e}");
+                let mut r = self.who.record(Kind::Http);
+                r.error = Some(reason.clone());
+                self.audit.record(r);
+                return Err(reason);
+            }
+        };
+        let masked = masking::mask_message(&masker, &body);
+        let mut client = client_head(head);
+        if !empty {
+            client
+                .headers_mut()
+                .set_content_length(masked.bytes.len() as u64);
+        }
+        let mut wire = BytesMut::with_capacity(256 + masked.bytes.len());
+        client.encode(&mut wire);
+        wire.extend_from_slice(&masked.bytes);
+        let sent = self.send(&wire).await;
+        let mut r = self.http_record(req, head);
+        r.size = Some(masked.bytes.len() as u64);
+        r.payload_sha256 = Some(super::records::sha256_hex(&masked.bytes));
+        if !masked.counts.is_empty() {
+            r.masked = Some(masked.counts_by_kind());
+        }
+        r.error = sent.as_ref().err().cloned();
+        self.audit.record(r);
+        sent
+    }
+
+    /// The record of a non-MCP exchange: method, path (no query) and status.
+    fn http_record(&self, req: &Request, head: &ResponseHead) -> crate::audit::Record {
+        let mut r = self.who.record(Kind::Http);
+        r.http = Some(format!(
+            "{} {}",
+            req.head.method(),
+            path_of(req.head.target())
+        ));
+        r.status = Some(head.status());
+        r
     }
 
     /// Any other body: streamed through as it arrives, the exchange recorded
@@ -834,13 +1014,7 @@ impl Connection {
         if result.is_ok() {
             self.send(&wire).await?;
         }
-        let mut r = self.who.record(Kind::Http);
-        r.http = Some(format!(
-            "{} {}",
-            req.head.method(),
-            path_of(req.head.target())
-        ));
-        r.status = Some(head.status());
+        let mut r = self.http_record(req, head);
         r.size = Some(size);
         let digest = hash.finish();
         r.payload_sha256 = Some(super::records::hex(&digest));
@@ -901,6 +1075,32 @@ fn is_json(head: &ResponseHead) -> bool {
 
 fn body_is_batch(body: &mcp::Body) -> bool {
     matches!(body, mcp::Body::Batch(_))
+}
+
+/// What a record keeps: the masked copy when there is one, else the digest.
+fn kept<'a>(masked: Option<&'a MaskedMessage>, raw: &'a [u8], forwarded_len: usize) -> Kept<'a> {
+    match masked {
+        Some(masked) => Kept::Masked {
+            masked,
+            forwarded_len,
+        },
+        None => Kept::Digest(raw),
+    }
+}
+
+fn too_large_reason(too: &masking::TooLarge) -> String {
+    format!(
+        "larger ({} bytes) than masking profile {:?} inspects ({} bytes); not forwarded",
+        too.len, too.profile, too.limit
+    )
+}
+
+/// The ids of the responses in a server body (the requests the client waits on).
+fn response_ids(msgs: &[mcp::Message]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| matches!(m.kind, mcp::Kind::Response | mcp::Kind::Error))
+        .filter_map(|m| m.id.clone())
+        .collect()
 }
 
 fn request_ids(msgs: &[mcp::Message]) -> Vec<String> {

@@ -6,12 +6,14 @@
 //! Module map: `conn` (client TLS, upstream connections and their pool),
 //! `wire` (reading and writing HTTP on them), `exchange` (one connection's
 //! requests and responses), `session` (MCP sessions across connections),
-//! `stage` (the seam controls plug into), `records` (what the audit gets),
+//! `stage` (the seam controls plug into), `masking` (PHI masking of what
+//! flows back and of what the audit keeps), `records` (what the audit gets),
 //! `endpoint` (an endpoint's runtime: credential, TLS, pool, stages).
 
 mod conn;
 mod endpoint;
 mod exchange;
+pub mod masking;
 mod records;
 mod session;
 pub mod stage;

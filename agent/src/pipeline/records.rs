@@ -1,6 +1,7 @@
 //! The audit records the pipeline writes: one per MCP message either way, one
-//! per non-MCP HTTP exchange, one per refusal. Payloads are kept only as their
-//! SHA-256 and length until masking can make them safe to store.
+//! per non-MCP HTTP exchange, one per refusal. Payloads are kept masked by the
+//! endpoint's profile (so never unmasked PHI), with the SHA-256 of the masked
+//! bytes; an endpoint with `mask = "off"` keeps only the digest and size.
 
 use std::net::SocketAddr;
 
@@ -10,6 +11,46 @@ use serde_json::value::RawValue;
 use crate::audit::{Kind, Record};
 use crate::identity::Identity;
 use crate::mcp::{self, Message, Pending, Sender, Target};
+
+use super::masking::MaskedMessage;
+
+/// What a record keeps of a message's bytes.
+#[derive(Debug, Clone, Copy)]
+pub enum Kept<'a> {
+    /// Nothing (a decision about the message, recorded after it).
+    Nothing,
+    /// `mask = "off"`: the digest and size of the bytes as forwarded.
+    Digest(&'a [u8]),
+    /// Masked by the endpoint's profile: the payload, what was masked, the
+    /// digest of the masked bytes, and the size of what was forwarded.
+    Masked {
+        masked: &'a MaskedMessage,
+        forwarded_len: usize,
+    },
+}
+
+impl Kept<'_> {
+    pub fn fill(&self, r: &mut Record) {
+        match *self {
+            Kept::Nothing => {}
+            Kept::Digest(raw) => payload(r, raw),
+            Kept::Masked {
+                masked,
+                forwarded_len,
+            } => {
+                r.size = Some(forwarded_len as u64);
+                r.payload_sha256 = Some(sha256_hex(&masked.bytes));
+                match masked.payload() {
+                    Ok(v) => r.payload = Some(v),
+                    Err(why) => r.payload_omitted = Some(why),
+                }
+                if !masked.counts.is_empty() {
+                    r.masked = Some(masked.counts_by_kind());
+                }
+            }
+        }
+    }
+}
 
 /// What every record of one client connection shares.
 #[derive(Debug, Clone)]
@@ -36,7 +77,7 @@ impl Who {
         &self,
         from: Sender,
         msg: &Message,
-        raw: &[u8],
+        kept: Kept<'_>,
         session: &SessionView,
         pending: Option<&Pending>,
     ) -> Record {
@@ -73,7 +114,7 @@ impl Who {
         r.error = msg.error_code.map(|c| format!("json-rpc error {c}"));
         r.latency_us = pending.map(|p| p.sent.elapsed().as_micros() as u64);
         session.fill(&mut r);
-        payload(&mut r, raw);
+        kept.fill(&mut r);
         r
     }
 }

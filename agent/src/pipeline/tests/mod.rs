@@ -23,6 +23,8 @@ use crate::identity::Identity;
 use crate::mcp;
 use crate::relay::Upstream;
 
+mod masking;
+
 const GATEWAY_TOKEN: &str = "Bearer gateway-secret-7f3a";
 
 #[derive(Debug)]
@@ -120,6 +122,9 @@ async fn upstream(seen: Arc<Mutex<Vec<Seen>>>) -> SocketAddr {
 }
 
 fn respond(line: &str, body: &[u8]) -> Vec<u8> {
+    if let Some(reply) = masking::respond(line, body) {
+        return reply;
+    }
     let results = |req: &Value| -> Option<Value> {
         let id = req.get("id")?.clone();
         Some(
@@ -177,6 +182,15 @@ struct Harness {
 
 impl Harness {
     async fn new(chain: Chain) -> Harness {
+        Harness::build(chain, None).await
+    }
+
+    /// With the endpoint masking by `masker`'s profile.
+    async fn masking(masker: crate::mask::Masker) -> Harness {
+        Harness::build(Chain::default(), Some(Arc::new(masker))).await
+    }
+
+    async fn build(chain: Chain, masker: Option<Arc<crate::mask::Masker>>) -> Harness {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let up = upstream(seen.clone()).await;
         let rt = Arc::new(EndpointRuntime {
@@ -196,6 +210,7 @@ impl Harness {
                 .chain(["x-leftover".to_string()])
                 .collect(),
             chain,
+            masker,
             pool: Default::default(),
             sessions: Default::default(),
         });
