@@ -21,6 +21,7 @@ use crate::audit::{AuditLog, Kind, Record};
 use crate::config::{AgentConfig, Protocol};
 use crate::ebpf::FlowTable;
 use crate::identity::{Identifier, Identity};
+use crate::mask::{Masker, Profile};
 use crate::pipeline::{self, Runtimes, Who};
 use crate::relay::{Counters, Upstream, relay_bytes};
 use crate::resolve::EndpointNames;
@@ -76,6 +77,10 @@ pub struct Interceptor {
     pub tracker: TaskTracker,
     /// Cancelled when the drain timeout expires: remaining relays stop.
     pub abort: CancellationToken,
+    /// Masks command lines for endpoints without a masking profile of
+    /// their own (`tcp`, `mask = "off"`): a script's arguments may name a
+    /// patient, and records must never hold unmasked PHI.
+    cmdline_masker: Masker,
     session_prefix: String,
     next_session: AtomicU64,
 }
@@ -104,6 +109,8 @@ impl Interceptor {
             ca,
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
+            // redact only: the pseudonym key is never used
+            cmdline_masker: Masker::new(Profile::safe_harbor(), Vec::new()),
             session_prefix: format!("{:x}", start.as_micros()),
             next_session: AtomicU64::new(1),
         }
@@ -159,7 +166,7 @@ impl Interceptor {
         let Some(endpoint) = endpoint else {
             // Redirected under an endpoint that a reload has since removed: fail closed.
             let mut r = Record::new(Kind::Reject, &session, peer);
-            r.identity = Some(self.identify(flow).await);
+            r.identity = Some(self.identify(flow, None).await);
             r.orig_dst = Some(orig_dst);
             r.reason = Some(format!(
                 "endpoint id {:#x} is no longer configured",
@@ -196,7 +203,7 @@ impl Interceptor {
     /// per request, so only the caller is identified up front.
     async fn serve_mcp(self: Arc<Self>, rt: Arc<pipeline::EndpointRuntime>, a: Accepted) {
         let started = Instant::now();
-        let identity = self.identify(a.flow).await;
+        let identity = self.identify(a.flow, rt.masker.clone()).await;
         let connect = self.connected(&a, &identity, None);
         let who = Who {
             session: a.session,
@@ -224,8 +231,10 @@ impl Interceptor {
     async fn serve_tcp(self: Arc<Self>, a: Accepted) {
         // Reading /proc and dialling upstream are independent: overlap them.
         let started = Instant::now();
-        let (identity, upstream) =
-            tokio::join!(self.identify(a.flow), self.upstream.connect(a.orig_dst));
+        let (identity, upstream) = tokio::join!(
+            self.identify(a.flow, None),
+            self.upstream.connect(a.orig_dst)
+        );
         let connect = self.connected(&a, &identity, Some(a.orig_dst));
 
         let counters = Arc::new(Counters::default());
@@ -267,10 +276,20 @@ impl Interceptor {
         self.audit.record(close);
     }
 
-    /// Reading /proc can block on a busy or dying process: keep it off the reactor.
-    async fn identify(self: &Arc<Self>, flow: Flow) -> Identity {
+    /// Reading /proc can block on a busy or dying process: keep it off the
+    /// reactor. The command line is masked by the endpoint's profile, or the
+    /// built-in one when it has none.
+    async fn identify(self: &Arc<Self>, flow: Flow, masker: Option<Arc<Masker>>) -> Identity {
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.identifier.identify(&flow)).await {
+        let read = tokio::task::spawn_blocking(move || {
+            let mut id = this.identifier.identify(&flow);
+            if let Some(cmdline) = &mut id.cmdline {
+                let masker = masker.as_deref().unwrap_or(&this.cmdline_masker);
+                *cmdline = masker.mask_text(cmdline).text.into_owned();
+            }
+            id
+        });
+        match read.await {
             Ok(id) => id,
             // the blocking task panicked: keep what the kernel recorded
             Err(_) => Identity::from_flow(&flow),

@@ -33,7 +33,9 @@ ticks(n) -> n progress notifications (log messages when the call carries no
 progressToken), then "ticked {n}"; ask(question) -> elicits a form
 {"answer": str} from the client (a server-to-client request in the handshake
 era, an InputRequiredResult round trip in 2026-07-28) and returns
-"answer: <answer>" (or "declined: <action>"). In the handshake era `ask`
+"answer: <answer>" (or "declined: <action>"); patients() -> synthetic patient
+rows (structuredContent plus the SDK's JSON text copy); patients_csv() -> the
+same rows as CSV text and a free-text note (see PATIENTS and NOTE). In the handshake era `ask`
 needs a back-channel: it works with SSE responses on a stateful server and
 over --transport sse, and fails (JSON-RPC error "no back-channel for
 server-initiated requests") with --json-response or --stateless.
@@ -81,6 +83,34 @@ def big_text(size: int) -> str:
 
 class Answer(BaseModel):
     answer: str
+
+
+# Synthetic patients (made up; the identifiers are valid in form, so the
+# detectors' validation accepts them): what masking must keep from clients.
+PATIENTS = [
+    {"patient_name": "Maria Lopez", "ssn": "536-22-8741", "dob": "1984-03-12",
+     "phone": "(617) 432-1187", "email": "maria.lopez@example.org",
+     "mrn": "MRN-0042117", "diagnosis": "E11.9"},
+    {"patient_name": "James Whitaker", "ssn": "401-73-2219", "dob": "1979-11-30",
+     "phone": "(508) 771-2093", "email": "jwhitaker@example.net",
+     "mrn": "MRN-0042118", "diagnosis": "I10"},
+]
+NOTE = ("Hello from the test EHR. Seen today: Maria Lopez (DOB 03/12/1984), "
+        "call back at 617-432-1187 or maria.lopez@example.org. Plan: continue metformin.")
+
+
+class Patient(BaseModel):
+    patient_name: str
+    ssn: str
+    dob: str
+    phone: str
+    email: str
+    mrn: str
+    diagnosis: str
+
+
+class PatientRows(BaseModel):
+    patients: list[Patient]
 
 
 def build_mcp() -> MCPServer:
@@ -146,6 +176,18 @@ def build_mcp() -> MCPServer:
         if result.action == "accept":
             return f"answer: {result.data.answer}"
         return f"declined: {result.action}"
+
+    @mcp.tool()
+    def patients() -> PatientRows:
+        """Synthetic patient rows (structuredContent, and the SDK's JSON text copy)."""
+        return PatientRows(patients=[Patient(**row) for row in PATIENTS])
+
+    @mcp.tool(structured_output=False)
+    def patients_csv() -> str:
+        """The same rows as CSV text, then a free-text note."""
+        cols = list(PATIENTS[0])
+        lines = [",".join(cols)] + [",".join(row[c] for c in cols) for row in PATIENTS]
+        return "\n".join(lines) + "\n\n" + NOTE
 
     return mcp
 

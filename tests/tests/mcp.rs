@@ -193,7 +193,10 @@ fn sdk_clients_of_both_eras_go_through_with_the_gateway_token() {
         );
         assert_eq!(c["endpoint"], "ehr");
         assert_eq!(c["payload_sha256"].as_str().unwrap().len(), 64);
-        assert!(c.get("payload").is_none(), "no payload before masking");
+        assert_eq!(
+            c["payload"]["params"]["name"], c["tool"],
+            "the masked payload is kept"
+        );
     }
     assert!(calls.iter().any(|c| c["protocol_version"] == "2026-07-28"));
     assert!(
@@ -436,4 +439,125 @@ fn smuggling_vectors_and_malformed_frames_get_400_and_are_recorded() {
         &[],
     );
     assert_eq!((code, v["id"].clone()), (200, json!(1)));
+}
+
+/// The synthetic patients' identifiers (tests/peers/mcp_server.py PATIENTS
+/// and NOTE), in every form a record or a result might carry them.
+const PHI: [&str; 14] = [
+    "Maria",
+    "Lopez",
+    "Whitaker",
+    "536-22-8741",
+    "401-73-2219",
+    "432-1187",
+    "771-2093",
+    "maria.lopez@",
+    "jwhitaker@",
+    "MRN-0042117",
+    "MRN-0042118",
+    "4-03-12",
+    "9-11-30",
+    "03/12/",
+];
+
+const PATIENT_CALLS: &str = r#"[{"tool":"patients","arguments":{}},{"tool":"patients_csv","arguments":{}},{"tool":"echo","arguments":{"text":"lookup for Maria Lopez, SSN 536-22-8741"}}]"#;
+
+#[test]
+fn patient_records_reach_neither_the_client_nor_the_audit() {
+    // SSE responses (the SDK's default), then JSON responses
+    for flags in [&[][..], &["--json-response"][..]] {
+        let s = Setup::new(flags, &[]);
+        let run = |sdk, token, ca_file, cg| {
+            ClientRun {
+                sdk,
+                url: s.url("https", "/mcp"),
+                token,
+                ca_file,
+                era: "handshake",
+                transport: "streamable-http",
+                calls: PATIENT_CALLS,
+            }
+            .run(cg)
+        };
+        // direct, the identifiers are all there: the test data is not vacuous
+        let direct = run("mcp2", SERVER_TOKEN, &s.pki.ca, None).to_string();
+        for phi in PHI {
+            assert!(direct.contains(phi), "{phi:?} missing from the test data");
+        }
+        for sdk in ["mcp2", "mcp1"] {
+            let via = run(sdk, LEFTOVER, &s.agent_ca, Some(&s.cg));
+            let text = via.to_string();
+            for phi in PHI {
+                assert!(
+                    !text.contains(phi),
+                    "{flags:?} {sdk}: {phi:?} reached the client: {text}"
+                );
+            }
+            // what identifies nobody comes through as it was; dates keep their year
+            for kept in [
+                "E11.9",
+                "I10",
+                "Hello from the test EHR.",
+                "continue metformin",
+                "1984",
+                "lookup for",
+            ] {
+                assert!(
+                    text.contains(kept),
+                    "{flags:?} {sdk}: {kept:?} was lost: {text}"
+                );
+            }
+            // the SDK's text copy of the rows is masked exactly as the rows
+            let rows = &via["results"][0];
+            let copy: Value =
+                serde_json::from_str(rows["content"][0]["text"].as_str().unwrap()).unwrap();
+            assert_eq!(copy, rows["structuredContent"], "{flags:?} {sdk}");
+        }
+
+        let records = s.agent.wait_records("the patients responses", |r| {
+            r.iter()
+                .filter(|r| r["kind"] == "response" && r["tool"] == "patients")
+                .count()
+                >= 2
+        });
+        let rows = records
+            .iter()
+            .find(|r| r["kind"] == "response" && r["tool"] == "patients")
+            .unwrap();
+        for kind in ["name", "ssn", "date", "phone", "email", "mrn"] {
+            assert!(
+                rows["masked"][kind].as_u64().unwrap_or(0) >= 2,
+                "{kind} counted: {}",
+                rows["masked"]
+            );
+        }
+        assert!(rows["payload"]["result"]["structuredContent"].is_object());
+        // the client's arguments are kept masked too (they reached the server as sent)
+        let echo = records
+            .iter()
+            .find(|r| r["kind"] == "request" && r["tool"] == "echo")
+            .unwrap();
+        let arg = echo["payload"]["params"]["arguments"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(
+            arg.starts_with("lookup for ") && !arg.contains("Lopez"),
+            "{arg}"
+        );
+        // nothing the agent wrote holds an identifier: audit segments, index, log, state
+        let mut files = Vec::new();
+        walk(s.agent.dir(), &mut files);
+        for f in &files {
+            let Ok(bytes) = std::fs::read(f) else {
+                continue;
+            };
+            for phi in PHI {
+                assert!(
+                    memfind(&bytes, phi.as_bytes()).is_none(),
+                    "{flags:?}: {} holds {phi:?}",
+                    f.display()
+                );
+            }
+        }
+    }
 }

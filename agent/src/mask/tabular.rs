@@ -240,11 +240,25 @@ fn csv(text: &str, rules: &KeyRules, out: &mut Hits) {
     if records.get(1).is_none_or(|r| r.len() != header.len()) {
         return;
     }
+    // The table ends at a blank line: what follows (a note under the
+    // rows) is prose again, left to the detectors.
+    let mut prev_end = records[0].last().map_or(0, |f| f.end);
     for record in &records[1..] {
+        let start = record.first().map_or(prev_end, |f| f.start);
+        if blank_line_between(text, prev_end, start) {
+            break;
+        }
         for (raw, rule) in record.iter().zip(&cols) {
             push_cell(text, unquoted(text, raw.clone()), rule, out);
         }
+        prev_end = record.last().map_or(start, |f| f.end);
     }
+}
+
+/// Whether the text between two records holds an empty line.
+fn blank_line_between(text: &str, from: usize, to: usize) -> bool {
+    let gap = text.as_bytes().get(from..to).unwrap_or_default();
+    gap.iter().filter(|&&c| c == b'\n').count() >= 2
 }
 
 #[cfg(test)]
@@ -288,6 +302,17 @@ mod tests {
         );
         let tsv = "SSN\tNote\n123-45-6789\tok\n";
         assert_eq!(found(tsv), [(Entity::Ssn, "123-45-6789")]);
+    }
+
+    #[test]
+    fn a_table_ends_at_a_blank_line() {
+        let t = "patient_name,ssn,dx\nJane Doe,536-22-8741,E11.9\n\nSeen today, all well.\n";
+        assert_eq!(
+            found(t),
+            [(Entity::Name, "Jane Doe"), (Entity::Ssn, "536-22-8741")]
+        );
+        let crlf = "patient_name,dx\r\nJane Doe,E11.9\r\n\r\nNote, fine.\r\n";
+        assert_eq!(found(crlf), [(Entity::Name, "Jane Doe")]);
     }
 
     #[test]
