@@ -1,8 +1,8 @@
 //! `cargo xtask demo`: the README's one-command tour. A "remote" MCP server
 //! (the official Python SDK, over TLS, requiring a bearer token) lives in its
 //! own network namespace at 10.201.N.2; a legacy client in a cgroup watched by
-//! the agent calls it unchanged, with a leftover key. Everything it creates is
-//! removed at the end.
+//! the agent calls it unchanged, with a leftover key, and gets patient rows
+//! back masked. Everything it creates is removed at the end.
 
 use std::path::Path;
 use std::time::Duration;
@@ -98,6 +98,30 @@ pub fn run(bin: &Path) -> Result<()> {
         "the stale key reached the server"
     );
 
+    step("The server answers with patient rows: the script gets them masked (HIPAA Safe Harbor)");
+    let rows = ClientRun {
+        sdk: "mcp2",
+        url: format!("https://{target}/mcp"),
+        token: LEFTOVER,
+        ca_file: &ca,
+        era: "handshake",
+        transport: "streamable-http",
+        calls: r#"[{"tool":"patients","arguments":{}},{"tool":"patients_csv","arguments":{}}]"#,
+    }
+    .run(Some(&clients));
+    let structured = &rows["results"][0]["structuredContent"]["patients"][0];
+    println!("patients -> structuredContent row 1: {structured}");
+    println!(
+        "patients_csv -> text:\n{}",
+        rows["results"][1]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+    );
+    ensure!(
+        structured["diagnosis"] == "E11.9" && structured["ssn"] != "536-22-8741",
+        "the rows were not masked as expected: {structured}"
+    );
+
     step("A call whose headers lie about its body (2026-07-28 Mcp-Name) is refused");
     let body = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"delete_records","arguments":{}}}"#;
     let mut curl = clients.command("curl");
@@ -133,7 +157,7 @@ pub fn run(bin: &Path) -> Result<()> {
         recs.iter()
             .filter(|r| r["kind"] == "response" && r["method"] == "tools/call")
             .count()
-            >= 2
+            >= 4
             && recs.iter().any(|r| r["kind"] == "reject")
     });
     for rec in &records {
@@ -141,10 +165,10 @@ pub fn run(bin: &Path) -> Result<()> {
     }
     let call = records
         .iter()
-        .find(|r| r["method"] == "tools/call")
-        .expect("a tools/call record");
+        .find(|r| r["kind"] == "response" && r["tool"] == "patients_csv")
+        .expect("the patients_csv response record");
     println!(
-        "\na tools/call record in full:\n{}",
+        "\nthe patients_csv response record in full (payload as the script got it):\n{}",
         serde_json::to_string_pretty(call)?
     );
     let verify = agent.run_subcommand(&[
@@ -210,7 +234,7 @@ fn summary(r: &Value) -> String {
             r["orig_dst"].as_str().unwrap_or("?")
         ),
         "request" | "response" => format!(
-            "{:<16} {:<8} {:<22} {}{}",
+            "{:<16} {:<8} {:<22} {}{}{}",
             r["direction"].as_str().unwrap_or(""),
             r["message"].as_str().unwrap_or(""),
             r["method"].as_str().unwrap_or(""),
@@ -218,6 +242,9 @@ fn summary(r: &Value) -> String {
             r["latency_us"]
                 .as_u64()
                 .map(|us| format!("  {us} µs"))
+                .unwrap_or_default(),
+            r.get("masked")
+                .map(|m| format!("  masked {m}"))
                 .unwrap_or_default()
         ),
         "reject" => r["reason"].as_str().unwrap_or("").to_string(),
