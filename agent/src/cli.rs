@@ -19,7 +19,8 @@ use crate::{audit, daemon, ebpf};
     long_about = "mcp-warden redirects outbound connections to configured MCP endpoints into itself \
                   (eBPF cgroup hooks), identifies the calling process, user, systemd unit and CI job, \
                   terminates its TLS, swaps the client's credential for the gateway's, decodes every \
-                  MCP message both ways and records each one in a tamper-evident audit store.\n\n\
+                  MCP message both ways, masks PHI in what the servers send back, and records each \
+                  message, masked, in a tamper-evident audit store.\n\n\
                   Logging: RUST_LOG (default: info)."
 )]
 pub struct Cli {
@@ -36,10 +37,13 @@ pub struct ConfigArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the agent in the foreground: attach, intercept, inspect, record
+    /// Run the agent in the foreground: attach, intercept, inspect, mask, record
     ///
-    /// SIGTERM drains open connections and exits; SIGHUP reloads endpoints and
-    /// credentials (a bad config or credential is refused and the running one kept).
+    /// Each endpoint's responses (and the payloads the audit keeps) are masked
+    /// by its `mask` profile, `safe-harbor` unless it names another.
+    /// SIGTERM drains open connections and exits; SIGHUP reloads endpoints,
+    /// credentials and masking profiles (a bad config or credential is refused
+    /// and the running one kept).
     Run(ConfigArg),
     /// Validate a configuration file and the host it names (cgroup, bpffs)
     ///

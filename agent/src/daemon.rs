@@ -199,6 +199,7 @@ fn reload(current: &Config) -> Option<(Config, Runtimes)> {
     let mut merged = current.clone();
     merged.endpoints = new.endpoints;
     merged.credentials = new.credentials;
+    merged.masks = new.masks;
     merged.agent.resolve_interval = new.agent.resolve_interval;
     match pipeline::build(&merged, &Chain::default()) {
         Ok(runtimes) => {
