@@ -114,6 +114,32 @@ pub(super) fn respond(line: &str, body: &[u8]) -> Option<Vec<u8>> {
             "content-type: image/png\r\n",
             b"\x89PNG\r\n\x1a\n",
         ),
+        "POST /deep" => {
+            let depth = 10_000;
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{}"SSN {SSN} for {NAME}"{}}}"#,
+                id(),
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            http("200 OK", json_ct, body.as_bytes())
+        }
+        "POST /bad-utf8" => {
+            let mut body = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{{"text":"SSN {SSN} "#,
+                id()
+            )
+            .into_bytes();
+            body.extend_from_slice(b"\xff\xfe for Maria Lopez\"}}");
+            http("200 OK", json_ct, &body)
+        }
+        "POST /huge" => {
+            let text = format!("{NAME} {SSN} ").repeat((50 << 20) / 24);
+            let body = serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id(),
+                "result": {"content": [{"type": "text", "text": text}]}}))
+            .unwrap();
+            http("200 OK", json_ct, &body)
+        }
         _ => return None,
     })
 }
@@ -267,5 +293,35 @@ async fn what_cannot_be_masked_is_refused() {
         })
         .count();
     assert_eq!(refused, 3, "{records:#?}");
+    assert_clean("the audit", &audit_files(&h));
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_a_clear_outcome_and_nothing_unmasked() {
+    let mut h = Harness::masking(masker()).await;
+    // 10k-deep nesting and invalid UTF-8: not JSON-RPC to the decoder, masked as text
+    for path in ["/deep", "/bad-utf8"] {
+        let resp = one(h.front, &post(path, LOOKUP, "")).await;
+        assert_eq!(resp.head.status(), 200, "{path}");
+        assert_clean(path, &String::from_utf8_lossy(&resp.body));
+    }
+    // a 50 MB string: over the profile's 16 MiB, refused with a JSON-RPC error
+    let resp = one(h.front, &post("/huge", LOOKUP, "")).await;
+    let v: Value = serde_json::from_slice(&resp.body).expect("a JSON-RPC error");
+    assert_eq!(v["id"], 3);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("was not forwarded"),
+        "{v}"
+    );
+    let records = h.records().await;
+    assert!(
+        records.iter().any(|r| r["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not JSON-RPC"))),
+        "{records:?}"
+    );
     assert_clean("the audit", &audit_files(&h));
 }
