@@ -67,8 +67,8 @@ pub use entity::{Counts, Entity};
 pub use keys::KeyRules;
 pub use media::MediaPolicy;
 pub use profile::{
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, MaskConfig, PatternConfig, Profile, ProfileError,
-    SAFE_HARBOR,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, MaskConfig, Oversize, PatternConfig, Profile,
+    ProfileError, SAFE_HARBOR,
 };
 
 use detect::Detectors;
@@ -260,6 +260,14 @@ impl Masker {
     /// Masks free text (a log line, an SSE comment, a non-JSON body): label
     /// and column rules, embedded JSON, then the detectors.
     pub fn mask_text<'a>(&self, text: &'a str) -> MaskedText<'a> {
+        self.mask_text_under(text, None)
+    }
+
+    /// Masks a decoded string value that sits under `rule_key` (the key of
+    /// the value, or of an enclosing one: its key rule masks the value
+    /// whole), as content. For values read piece by piece (a streamed body)
+    /// whose document is never whole in memory.
+    pub fn mask_text_under<'a>(&self, text: &'a str, rule_key: Option<&str>) -> MaskedText<'a> {
         if text.len() > self.profile.max_bytes {
             let outcome = Outcome::TooLarge {
                 len: text.len(),
@@ -274,7 +282,7 @@ impl Masker {
         let mut edits = Vec::new();
         let mut counts = Counts::default();
         let ctx = text::StrCtx {
-            rule: None,
+            rule: self.rule(Mode::Full, rule_key, None),
             mode: Mode::Full,
             null_ok: false,
             nesting: 0,

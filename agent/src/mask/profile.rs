@@ -35,6 +35,19 @@ pub struct Profile {
     pub audio: MediaPolicy,
     pub max_bytes: usize,
     pub max_depth: usize,
+    /// What happens to a message over `max_bytes`.
+    pub oversize: Oversize,
+}
+
+/// `oversize`: a message over `max_bytes` is refused (the client gets a
+/// JSON-RPC error), or streamed: masked piece by piece as it arrives, in
+/// bounded memory, without the JSON walker's view of the whole message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    #[default]
+    Refuse,
+    Stream,
 }
 
 /// A profile's own pattern: matches are `entity` and get `action`.
@@ -80,6 +93,7 @@ impl Profile {
             audio: MediaPolicy::Placeholder,
             max_bytes: DEFAULT_MAX_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
+            oversize: Oversize::Refuse,
         }
     }
 
@@ -271,6 +285,7 @@ impl Profile {
         p.audio = cfg.audio.unwrap_or(p.audio);
         p.max_bytes = cfg.max_bytes.unwrap_or(p.max_bytes);
         p.max_depth = cfg.max_depth.unwrap_or(p.max_depth);
+        p.oversize = cfg.oversize.unwrap_or(p.oversize);
         if p.max_bytes == 0 {
             return Err(err("max_bytes".into(), "must be more than 0".into()));
         }
@@ -317,6 +332,9 @@ pub struct MaskConfig {
     pub max_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_depth: Option<usize>,
+    /// `"refuse"` (the default) or `"stream"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oversize: Option<Oversize>,
 }
 
 /// One `[[mask.NAME.patterns]]` entry.

@@ -18,6 +18,7 @@ use super::masking::{self, MaskedMessage};
 use super::records::{Kept, SessionView, Who, message_texts, negotiated_version, payload};
 use super::session::{Shared, legacy_key, lock, new_state};
 use super::stage::{MessageCtx, Refusal, Verdict};
+use super::stream_mask::{PIECE, StreamMasker};
 use super::wire::{
     answer, client_head, header_str, host_name, next_event, path_of, read_body, strip_hop_by_hop,
     write_request,
@@ -28,6 +29,7 @@ use crate::http::{
     BodyEncoder, BodyFraming, CodecError, Event, Expectation, FramingError, Headers,
     MessageDecoder, RequestDecoder, RequestHead, ResponseHead, SseItem, SseParser,
 };
+use crate::mask::Oversize;
 use crate::mcp::{self, Sender};
 use crate::relay::Upstream;
 
@@ -610,15 +612,29 @@ impl Connection {
         state: &Shared,
         view: SessionView,
     ) -> Result<(), String> {
-        let body = match read_body(
-            &mut conn.io,
-            &mut conn.buf,
-            &mut conn.decoder,
-            MAX_JSON_RESPONSE,
-        )
-        .await
-        {
-            Ok(body) => body,
+        // oversize = "stream": a body over the profile's limit is masked as it streams
+        let stream_over = self
+            .rt
+            .masker
+            .as_ref()
+            .filter(|m| m.profile().oversize == Oversize::Stream)
+            .map(|m| m.profile().max_bytes);
+        let read = match stream_over {
+            None => read_body(
+                &mut conn.io,
+                &mut conn.buf,
+                &mut conn.decoder,
+                MAX_JSON_RESPONSE,
+            )
+            .await
+            .map(Read::Whole),
+            Some(limit) => read_until_over(conn, limit).await,
+        };
+        let body = match read {
+            Ok(Read::Whole(body)) => body,
+            Ok(Read::Over(prefix)) => {
+                return self.stream_json(head, conn, prefix, state, &view).await;
+            }
             Err(e) => {
                 let reason = e
                     .framing()
@@ -648,6 +664,102 @@ impl Connection {
         client.encode(&mut wire);
         wire.extend_from_slice(&out);
         self.send(&wire).await
+    }
+
+    /// A JSON body over the masking profile's limit, with `oversize =
+    /// "stream"`: masked piece by piece as it arrives and sent on chunked.
+    /// Bad JSON or a failing upstream ends the stream without its last
+    /// chunk, so the client never takes a cut body for a whole one.
+    async fn stream_json(
+        &mut self,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        prefix: BytesMut,
+        state: &Shared,
+        view: &SessionView,
+    ) -> Result<(), String> {
+        let masker = self.rt.masker.clone().expect("streams only when masking");
+        let mut masking = StreamMasker::new(&masker);
+        let first = masking.feed(&prefix);
+        if let Err(e) = &first {
+            // nothing sent yet: the client can still get an answer
+            let ids: Vec<String> = masking.id.iter().cloned().collect();
+            let why =
+                format!("a response over the masking limit is not JSON ({e}) and cannot be masked");
+            return Err(self.refuse_unmaskable(&ids, why).await);
+        }
+        let mut client = client_head(head);
+        client.headers_mut().set_chunked();
+        let mut wire = BytesMut::with_capacity(PIECE + 4096);
+        client.encode(&mut wire);
+        let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
+        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let (mut received, mut sent) = (prefix.len() as u64, 0u64);
+        let mut piece = first;
+        let result = loop {
+            let out = match piece {
+                Ok(out) => out,
+                Err(e) => break Err(format!("streamed masking: {e}")),
+            };
+            if !out.is_empty() {
+                hash.update(&out);
+                sent += out.len() as u64;
+                if let Err(e) = encoder.encode_chunk(&out, &mut wire) {
+                    break Err(format!("event stream: {}", e.reason()));
+                }
+            }
+            if let Err(e) = self.send(&wire).await {
+                break Err(e);
+            }
+            wire.clear();
+            piece = match next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await {
+                Ok(Some(Event::BodyChunk(chunk))) => {
+                    received += chunk.len() as u64;
+                    masking.feed(&chunk)
+                }
+                Ok(Some(Event::End(_))) => match masking.finish() {
+                    Ok(last) => {
+                        hash.update(&last);
+                        sent += last.len() as u64;
+                        let ended = encoder
+                            .encode_chunk(&last, &mut wire)
+                            .and_then(|()| encoder.encode_end(&Headers::new(), &mut wire));
+                        break match ended {
+                            Ok(()) => self.send(&wire).await,
+                            Err(e) => Err(format!("streamed body: {}", e.reason())),
+                        };
+                    }
+                    Err(e) => Err(e),
+                },
+                Ok(Some(Event::Head(_))) | Ok(None) => {
+                    break Err("upstream closed inside the body".to_string());
+                }
+                Err(e) => break Err(format!("upstream body: {e}")),
+            };
+        };
+        // the record: the response's request found by the body's top-level id
+        let id = masking.id.as_deref().unwrap_or("null");
+        let stub = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":null}}"#);
+        let mut r = match mcp::decode(stub.as_bytes()) {
+            Ok(mcp::Body::Single(msg)) => {
+                let pending = lock(state).correlator.response(Sender::Server, &msg);
+                self.who
+                    .message(Sender::Server, &msg, Kept::Nothing, view, pending.as_ref())
+            }
+            _ => self.who.record(Kind::Response),
+        };
+        r.size = Some(sent);
+        r.payload_sha256 = Some(super::records::hex(&hash.finish()));
+        if !masking.counts.is_empty() {
+            r.masked = Some(masking::by_kind(&masking.counts));
+        }
+        r.payload_omitted = Some(format!(
+            "streamed: {received} bytes from the server, over masking profile {:?}'s max_bytes; masked piece by piece, not kept",
+            masker.profile().name
+        ));
+        r.error = result.as_ref().err().cloned();
+        self.audit.record(r);
+        result
     }
 
     /// Masks, records (and transforms) the MCP messages of a server body;
@@ -1075,6 +1187,31 @@ fn is_json(head: &ResponseHead) -> bool {
 
 fn body_is_batch(body: &mcp::Body) -> bool {
     matches!(body, mcp::Body::Batch(_))
+}
+
+/// A response body read up to a limit.
+enum Read {
+    Whole(Bytes),
+    /// Over the limit: what was read so far; the rest is still on the wire.
+    Over(BytesMut),
+}
+
+/// Reads a body whole, or until it passes `limit`.
+async fn read_until_over(conn: &mut UpstreamConn, limit: usize) -> Result<Read, CodecError> {
+    let mut body = BytesMut::new();
+    loop {
+        match next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await? {
+            Some(Event::BodyChunk(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > limit {
+                    return Ok(Read::Over(body));
+                }
+            }
+            Some(Event::End(_)) => return Ok(Read::Whole(body.freeze())),
+            Some(Event::Head(_)) => return Err(FramingError::EventOutOfOrder.into()),
+            None => return Err(FramingError::TruncatedBody.into()),
+        }
+    }
 }
 
 /// What a record keeps: the masked copy when there is one, else the digest.

@@ -7,7 +7,8 @@
 //! `wire` (reading and writing HTTP on them), `exchange` (one connection's
 //! requests and responses), `session` (MCP sessions across connections),
 //! `stage` (the seam controls plug into), `masking` (PHI masking of what
-//! flows back and of what the audit keeps), `records` (what the audit gets),
+//! flows back and of what the audit keeps), `stream_mask` (masking a JSON
+//! body too large to hold whole, as it streams), `records` (what the audit gets),
 //! `endpoint` (an endpoint's runtime: credential, TLS, pool, stages).
 
 mod conn;
@@ -17,6 +18,7 @@ pub mod masking;
 mod records;
 mod session;
 pub mod stage;
+mod stream_mask;
 mod wire;
 
 #[cfg(test)]

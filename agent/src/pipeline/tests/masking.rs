@@ -140,6 +140,25 @@ pub(super) fn respond(line: &str, body: &[u8]) -> Option<Vec<u8>> {
             .unwrap();
             http("200 OK", json_ct, &body)
         }
+        "POST /bad-big" => {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result": oops {}"#,
+                id(),
+                " ".repeat(2000)
+            );
+            http("200 OK", json_ct, body.as_bytes())
+        }
+        "POST /broken-big" => {
+            let text = format!("{NAME} {SSN}\n").repeat(120_000);
+            let mut body = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{{"text":"{}"#,
+                id(),
+                text.replace('\n', "\\n")
+            )
+            .into_bytes();
+            body.extend_from_slice(b"\"}, oops");
+            http("200 OK", json_ct, &body)
+        }
         _ => return None,
     })
 }
@@ -322,6 +341,74 @@ async fn hostile_bodies_get_a_clear_outcome_and_nothing_unmasked() {
             .as_str()
             .is_some_and(|e| e.starts_with("not JSON-RPC"))),
         "{records:?}"
+    );
+    assert_clean("the audit", &audit_files(&h));
+}
+
+#[tokio::test]
+async fn oversize_stream_masks_a_large_body_as_it_streams() {
+    let mut profile = Profile::safe_harbor();
+    profile.max_bytes = 600;
+    profile.oversize = crate::mask::Oversize::Stream;
+    let mut h = Harness::masking(Masker::new(profile, b"k".to_vec())).await;
+    let resp = one(h.front, &post("/phi", LOOKUP, "")).await;
+    assert_eq!(resp.head.status(), 200);
+    let text = String::from_utf8(resp.body.to_vec()).unwrap();
+    assert_clean("the client", &text);
+    let v: Value = serde_json::from_str(&text).expect("the same JSON document");
+    assert_eq!(v["id"], 3);
+    assert_eq!(
+        v["result"]["structuredContent"]["patients"][0]["diagnosis"],
+        "E11.9"
+    );
+
+    // not JSON from the start: refused before anything is sent
+    let resp = one(h.front, &post("/bad-big", LOOKUP, "")).await;
+    assert_eq!(resp.head.status(), 502);
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["id"], 3, "{v}");
+
+    // bad JSON after megabytes: the stream ends without its last chunk
+    let mut s = tokio::net::TcpStream::connect(h.front).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &post("/broken-big", LOOKUP, ""))
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw).await;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(
+        raw.len() > 1 << 20,
+        "pieces went out as they were masked: {} {}",
+        raw.len(),
+        &raw[..raw.len().min(300)]
+    );
+    assert!(
+        !raw.ends_with("0\r\n\r\n"),
+        "a cut body must not look whole"
+    );
+    assert_clean("the client", &raw);
+
+    let records = h.records().await;
+    let streamed: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["payload_omitted"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("streamed"))
+        })
+        .collect();
+    assert_eq!(streamed.len(), 2, "{records:#?}");
+    assert_eq!(
+        streamed[0]["tool"], "lookup_patient",
+        "matched to its request"
+    );
+    assert!(streamed[0]["masked"]["ssn"].as_u64() > Some(0));
+    assert!(
+        streamed[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("streamed masking")
     );
     assert_clean("the audit", &audit_files(&h));
 }

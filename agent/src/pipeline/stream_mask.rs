@@ -1,0 +1,476 @@
+//! Masking a JSON body too large to hold whole (`oversize = "stream"`). The
+//! body is lexed as it arrives; string values are masked in pieces of at most
+//! `PIECE` bytes, or the profile's `max_bytes` when smaller (cut after a line
+//! break, or a space when a line is longer),
+//! under the key rule of their key or an enclosing one; a number or literal
+//! under a ruled key, or one a detector flags, becomes `null`; everything
+//! else passes as it came. The output is the same JSON document, masked.
+//!
+//! What it gives up against the whole-message walker: an identifier split
+//! across two pieces of one long string may be missed (pieces end at line
+//! breaks, so this takes a line over 1 MiB), and every value is content (a
+//! streamed body is a tool result, not a descriptor list). Input that is not
+//! JSON ends the stream with an error: it is never passed on unmasked.
+
+use bytes::Bytes;
+use memchr::{memchr2, memmem};
+
+use crate::mask::{Counts, Entity, Masker, Outcome};
+
+/// Largest piece of one string masked at a time.
+pub const PIECE: usize = 1 << 20;
+
+/// Top-level JSON-RPC fields passed as they are.
+const PROTOCOL_KEYS: [&str; 3] = ["jsonrpc", "id", "method"];
+
+#[derive(Debug)]
+enum Frame {
+    Object {
+        /// The key of the value being read, once read.
+        key: Option<String>,
+        expect_key: bool,
+        /// The key whose rule covers this object's values (its own key's
+        /// when ruled, else an enclosing one).
+        ruled_by: Option<String>,
+    },
+    Array {
+        ruled_by: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Between,
+    /// Inside a string; `escape` after a backslash.
+    Str {
+        escape: bool,
+        is_key: bool,
+    },
+    /// Inside a number or literal.
+    Scalar,
+}
+
+/// The lexer's state across chunks, and what it found.
+pub struct StreamMasker<'m> {
+    masker: &'m Masker,
+    stack: Vec<Frame>,
+    lex: Lex,
+    /// The current string's encoded content not yet masked, or the scalar.
+    raw: Vec<u8>,
+    /// The current string value is a protocol field: passed as it is.
+    protocol: bool,
+    done: bool,
+    /// The largest piece masked at once: `PIECE`, or the profile's
+    /// `max_bytes` when smaller.
+    piece: usize,
+    pub counts: Counts,
+    /// The top-level `id`, as JSON text: the response's request.
+    pub id: Option<String>,
+}
+
+impl<'m> StreamMasker<'m> {
+    pub fn new(masker: &'m Masker) -> Self {
+        Self {
+            masker,
+            stack: Vec::new(),
+            lex: Lex::Between,
+            raw: Vec::new(),
+            protocol: false,
+            done: false,
+            piece: PIECE.min(masker.profile().max_bytes),
+            counts: Counts::default(),
+            id: None,
+        }
+    }
+
+    /// Masks the next chunk of the body; returns what can be sent now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        let mut i = 0;
+        while i < chunk.len() {
+            match self.lex {
+                Lex::Str { escape, is_key } => {
+                    i = self.string_bytes(chunk, i, escape, is_key, &mut out)?;
+                }
+                Lex::Scalar => {
+                    let b = chunk[i];
+                    if is_delimiter(b) {
+                        self.end_scalar(&mut out)?;
+                    } else {
+                        self.raw.push(b);
+                        i += 1;
+                        if self.raw.len() > 64 {
+                            return Err("a JSON number or literal over 64 bytes".into());
+                        }
+                    }
+                }
+                Lex::Between => {
+                    self.between(chunk[i], &mut out)?;
+                    i += 1;
+                }
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The body ended: it must have been one whole JSON value.
+    pub fn finish(&mut self) -> Result<Bytes, String> {
+        let mut out = Vec::new();
+        if self.lex == Lex::Scalar {
+            self.end_scalar(&mut out)?;
+        }
+        if self.lex != Lex::Between || !self.stack.is_empty() || !self.done {
+            return Err("the JSON body ended early".into());
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn between(&mut self, b: u8, out: &mut Vec<u8>) -> Result<(), String> {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b':' => {}
+            b',' => {
+                if let Some(Frame::Object {
+                    expect_key, key, ..
+                }) = self.stack.last_mut()
+                {
+                    *expect_key = true;
+                    *key = None;
+                }
+            }
+            b'{' | b'[' => {
+                self.start_value()?;
+                let ruled_by = self.value_rule_key();
+                self.stack.push(if b == b'{' {
+                    Frame::Object {
+                        key: None,
+                        expect_key: true,
+                        ruled_by,
+                    }
+                } else {
+                    Frame::Array { ruled_by }
+                });
+            }
+            b'}' | b']' => {
+                let ok = matches!(
+                    (b, self.stack.pop()),
+                    (b'}', Some(Frame::Object { .. })) | (b']', Some(Frame::Array { .. }))
+                );
+                if !ok {
+                    return Err(format!("unexpected {:?} in the JSON body", b as char));
+                }
+                self.done = self.stack.is_empty();
+            }
+            b'"' => {
+                let is_key = matches!(
+                    self.stack.last(),
+                    Some(Frame::Object {
+                        expect_key: true,
+                        ..
+                    })
+                );
+                if !is_key {
+                    self.start_value()?;
+                    self.protocol = self.at_protocol_key();
+                }
+                self.lex = Lex::Str {
+                    escape: false,
+                    is_key,
+                };
+                self.raw.clear();
+            }
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                self.start_value()?;
+                self.lex = Lex::Scalar;
+                self.raw.clear();
+                self.raw.push(b);
+                return Ok(());
+            }
+            _ => return Err(format!("unexpected byte {b:#04x} in the JSON body")),
+        }
+        out.push(b);
+        Ok(())
+    }
+
+    /// A value starts: there must be room for one.
+    fn start_value(&mut self) -> Result<(), String> {
+        if self.stack.is_empty() && self.done {
+            return Err("more than one JSON value in the body".into());
+        }
+        Ok(())
+    }
+
+    /// Reads string bytes from `chunk[i..]`; returns where it stopped.
+    fn string_bytes(
+        &mut self,
+        chunk: &[u8],
+        mut i: usize,
+        mut escape: bool,
+        is_key: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, String> {
+        while i < chunk.len() {
+            if escape {
+                self.raw.push(chunk[i]);
+                escape = false;
+                i += 1;
+                continue;
+            }
+            let rest = &chunk[i..];
+            let Some(at) = memchr2(b'"', b'\\', rest) else {
+                self.raw.extend_from_slice(rest);
+                i = chunk.len();
+                break;
+            };
+            self.raw.extend_from_slice(&rest[..at]);
+            i += at + 1;
+            if rest[at] == b'\\' {
+                self.raw.push(b'\\');
+                escape = true;
+                continue;
+            }
+            // the closing quote
+            self.lex = Lex::Between;
+            if is_key {
+                let key = decode(&self.raw)?;
+                out.extend_from_slice(&self.raw);
+                out.push(b'"');
+                if let Some(Frame::Object {
+                    key: k, expect_key, ..
+                }) = self.stack.last_mut()
+                {
+                    *k = Some(key);
+                    *expect_key = false;
+                }
+            } else {
+                self.flush_pieces(out)?;
+                self.flush_string(self.raw.len(), out)?;
+                out.push(b'"');
+                self.done = self.stack.is_empty();
+            }
+            self.raw.clear();
+            return Ok(i);
+        }
+        self.lex = Lex::Str { escape, is_key };
+        if is_key && self.raw.len() > self.piece {
+            return Err(format!("a JSON key over {} bytes", self.piece));
+        }
+        if !is_key {
+            self.flush_pieces(out)?;
+        }
+        Ok(i)
+    }
+
+    /// Masks and writes whole pieces of the current string while it holds
+    /// more than one piece.
+    fn flush_pieces(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        while self.raw.len() > self.piece {
+            let cut = piece_end(&self.raw[..self.piece])
+                .ok_or_else(|| format!("a string with no space in {} bytes", self.piece))?;
+            self.flush_string(cut, out)?;
+        }
+        Ok(())
+    }
+
+    /// Masks and writes the first `cut` encoded bytes of the current string.
+    fn flush_string(&mut self, cut: usize, out: &mut Vec<u8>) -> Result<(), String> {
+        let piece = decode(&self.raw[..cut])?;
+        if self.protocol {
+            if self.stack.len() == 1 && self.current_key() == Some("id") {
+                self.id = Some(format!("\"{}\"", String::from_utf8_lossy(&self.raw)));
+            }
+            out.extend_from_slice(&self.raw[..cut]);
+        } else {
+            let key = self.value_rule_key();
+            let masked = self.masker.mask_text_under(&piece, key.as_deref());
+            if matches!(masked.outcome, Outcome::TooLarge { .. }) {
+                return Err("a string piece over the profile's max_bytes".into());
+            }
+            self.counts.merge(&masked.counts);
+            let encoded = serde_json::to_string(masked.text.as_ref()).expect("a string");
+            out.extend_from_slice(&encoded.as_bytes()[1..encoded.len() - 1]);
+        }
+        self.raw.drain(..cut);
+        Ok(())
+    }
+
+    fn end_scalar(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        self.lex = Lex::Between;
+        let text = std::str::from_utf8(&self.raw).map_err(|_| "a bad JSON literal".to_string())?;
+        if serde_json::from_str::<serde_json::Value>(text).is_err() {
+            return Err(format!("a bad JSON literal {text:?}"));
+        }
+        let keep = if self.at_protocol_key() {
+            if self.current_key() == Some("id") {
+                self.id = Some(text.to_string());
+            }
+            true
+        } else if let Some(entity) = self.ruled_entity() {
+            self.counts.add(&entity, 1);
+            false
+        } else if matches!(text, "true" | "false" | "null") {
+            true
+        } else {
+            let masked = self.masker.mask_text(text);
+            self.counts.merge(&masked.counts);
+            masked.counts.is_empty()
+        };
+        out.extend_from_slice(if keep { &self.raw } else { b"null" });
+        self.raw.clear();
+        self.done = self.stack.is_empty();
+        Ok(())
+    }
+
+    fn current_key(&self) -> Option<&str> {
+        match self.stack.last() {
+            Some(Frame::Object { key, .. }) => key.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn at_protocol_key(&self) -> bool {
+        self.stack.len() == 1
+            && self
+                .current_key()
+                .is_some_and(|k| PROTOCOL_KEYS.contains(&k))
+    }
+
+    /// The key whose rule covers the value being read: its own key when
+    /// that is ruled, else the enclosing container's.
+    fn value_rule_key(&self) -> Option<String> {
+        let (own, inherited) = match self.stack.last() {
+            Some(Frame::Object { key, ruled_by, .. }) => (key.as_deref(), ruled_by),
+            Some(Frame::Array { ruled_by }) => (None, ruled_by),
+            None => (None, &None),
+        };
+        match own {
+            Some(k) if self.masker.profile().keys.lookup(k).is_some() => Some(k.to_string()),
+            _ => inherited.clone(),
+        }
+    }
+
+    fn ruled_entity(&self) -> Option<Entity> {
+        let key = self.value_rule_key()?;
+        let entity = self.masker.profile().keys.lookup(&key)?;
+        self.masker
+            .profile()
+            .is_enabled(entity)
+            .then(|| entity.clone())
+    }
+}
+
+fn is_delimiter(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}' | b':')
+}
+
+/// The decoded text of encoded string content (no quotes).
+fn decode(raw: &[u8]) -> Result<String, String> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice(&quoted).map_err(|e| format!("a bad JSON string: {e}"))
+}
+
+/// Where to end a piece of encoded string content: after its last `\n`
+/// escape, else after its last space; never inside an escape.
+fn piece_end(raw: &[u8]) -> Option<usize> {
+    let mut end = raw.len();
+    while let Some(at) = memmem::rfind(&raw[..end], b"\\n") {
+        // a real escape: an even number of backslashes before it
+        let backslashes = raw[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+        if backslashes % 2 == 0 {
+            return Some(at + 2);
+        }
+        end = at;
+    }
+    raw.iter().rposition(|&b| b == b' ').map(|at| at + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::Profile;
+    use serde_json::{Value, json};
+
+    fn masker() -> Masker {
+        Masker::new(Profile::safe_harbor(), b"k".to_vec())
+    }
+
+    /// Streams `body` through in chunks of `n` bytes.
+    fn stream<'m>(
+        m: &'m Masker,
+        body: &[u8],
+        n: usize,
+    ) -> Result<(Vec<u8>, StreamMasker<'m>), String> {
+        let mut s = StreamMasker::new(m);
+        let mut out = Vec::new();
+        for chunk in body.chunks(n) {
+            out.extend_from_slice(&s.feed(chunk)?);
+        }
+        out.extend_from_slice(&s.finish()?);
+        Ok((out, s))
+    }
+
+    fn rows(n: usize) -> Value {
+        let rows: Vec<Value> = (0..n)
+            .map(|i| json!({"patient_name": "Maria Lopez", "ssn": "536-22-8741", "mrn": 10_000_000 + i, "dx": "E11.9"}))
+            .collect();
+        let text: String = (0..n)
+            .map(|_| "Maria Lopez called from (617) 432-1187.\n")
+            .collect();
+        json!({"jsonrpc": "2.0", "id": "req-7", "result": {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": {"rows": rows}}})
+    }
+
+    #[test]
+    fn a_streamed_body_is_the_same_document_masked_at_any_chunking() {
+        let m = masker();
+        let body = serde_json::to_vec_pretty(&rows(30_000)).unwrap();
+        assert!(body.len() > 2 * PIECE, "long enough to cut pieces");
+        let mut first: Option<Vec<u8>> = None;
+        for n in [1 << 16, 4093, 1 << 20] {
+            let (out, s) = stream(&m, &body, n).unwrap();
+            let text = String::from_utf8(out.clone()).unwrap();
+            for phi in ["Maria", "Lopez", "536-22-8741", "432-1187", "10000042"] {
+                assert!(!text.contains(phi), "{phi} at chunks of {n}");
+            }
+            let v: Value = serde_json::from_slice(&out).expect("still JSON");
+            assert_eq!(v["id"], "req-7");
+            assert_eq!(v["result"]["structuredContent"]["rows"][5]["dx"], "E11.9");
+            assert!(v["result"]["structuredContent"]["rows"][5]["mrn"].is_null());
+            assert_eq!(s.id.as_deref(), Some("\"req-7\""));
+            assert!(s.counts.get(&Entity::Ssn) >= 30_000);
+            if let Some(f) = &first {
+                assert_eq!(f, &out, "the same output whatever the chunking");
+            }
+            first = Some(out);
+        }
+    }
+
+    #[test]
+    fn bad_json_ends_the_stream() {
+        let m = masker();
+        for bad in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"text":"SSN 536-22-8741"#[..],
+            br#"{"a":1}{"b":2}"#,
+            br#"{"a":nope}"#,
+            br#"{"a":[1}"#,
+            b"\xff",
+        ] {
+            assert!(
+                stream(&m, bad, 7).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn pieces_end_at_line_breaks_outside_escapes() {
+        assert_eq!(piece_end(br"ab\ncd"), Some(4));
+        // `\\n` is a backslash and an n, not a line break
+        assert_eq!(piece_end(br"a b\\ncd"), Some(2));
+        assert_eq!(piece_end(b"abc"), None);
+    }
+}
