@@ -7,6 +7,11 @@
 #
 #   bash tests/peers/setup.sh            # idempotent; ~0.1 s when already done
 #
+# Opt in to others by name; only `cargo xtask bench` uses this one:
+#
+#   bash tests/peers/setup.sh presidio   # .../presidio: presidio-analyzer and
+#                                        # spaCy en_core_web_sm (requirements-presidio.txt)
+#
 # The requirement files are complete `pip freeze` pins, installed with
 # --no-deps (nothing unpinned can sneak in) and checked with `pip check`.
 # A venv is rebuilt from scratch unless its stamp file holds the sha256 of
@@ -39,5 +44,7 @@ make_venv() {
   echo "$want" >"$stamp"
 }
 
-make_venv mcp2
-make_venv mcp1
+[[ $# -gt 0 ]] || set -- mcp2 mcp1
+for name in "$@"; do
+  make_venv "$name"
+done

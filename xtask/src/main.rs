@@ -56,6 +56,9 @@ enum Task {
     /// (internal) the engine benchmarks (audit store), run from an optimised build
     #[command(hide = true)]
     BenchEngines,
+    /// (internal) only the Presidio baseline of the engine benchmarks
+    #[command(hide = true)]
+    BenchPresidio,
 }
 
 fn main() -> Result<()> {
@@ -66,6 +69,7 @@ fn main() -> Result<()> {
         Task::BenchWorker { kind, addr, n, mcp } => bench::worker_main(&kind, addr, n, &mcp),
         Task::BenchMcp => bench::mcp::run(),
         Task::BenchEngines => bench::engines(),
+        Task::BenchPresidio => bench::presidio::report(),
     }
 }
 

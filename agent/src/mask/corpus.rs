@@ -35,7 +35,7 @@ pub enum DocKind {
 }
 
 impl DocKind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             DocKind::StructuredJson => "json rows",
             DocKind::StructuredCsv => "csv rows",
@@ -822,6 +822,17 @@ pub fn generate(seed: u64, per_kind: usize) -> Vec<Doc> {
     docs
 }
 
+/// The safe-harbor profile with every entity tagged, so that each edit
+/// names its kind (what [`predictions`] reads).
+fn tagger() -> Masker {
+    let mut profile = Profile::safe_harbor();
+    for e in Entity::BUILTIN {
+        profile.set_action(&e, Action::Tag);
+    }
+    profile.images = MediaPolicy::Keep;
+    Masker::new(profile, b"corpus".to_vec())
+}
+
 /// What the engine masked in a document: each span and its kind. Uses a
 /// profile that tags everything, so each edit names its kind.
 fn predictions(tagger: &Masker, doc: &Doc) -> Vec<Label> {
@@ -867,12 +878,7 @@ fn fully_masked(bytes: &[u8], label: &Range<usize>, predicted: &[Label]) -> bool
 
 /// Recall and precision per document kind and entity.
 fn accuracy(docs: &[Doc]) -> Vec<((DocKind, Entity), Tally)> {
-    let mut profile = Profile::safe_harbor();
-    for e in Entity::BUILTIN {
-        profile.set_action(&e, Action::Tag);
-    }
-    profile.images = MediaPolicy::Keep;
-    let tagger = Masker::new(profile, b"corpus".to_vec());
+    let tagger = tagger();
     let mut tallies: std::collections::BTreeMap<(DocKind, Entity), Tally> = Default::default();
     for doc in docs {
         let predicted = predictions(&tagger, doc);
@@ -912,12 +918,52 @@ fn ratio(n: u64, d: u64) -> String {
     }
 }
 
+/// The seed and size (documents per kind) of the corpus `bench_report`
+/// scores; `generate(BENCH_SEED, n)` for a smaller `n` is its prefix.
+pub const BENCH_SEED: u64 = 0x5EED_0004;
+pub const BENCH_PER_KIND: usize = 400;
+
+/// The corpus for a peer baseline (`cargo xtask bench` runs Presidio on
+/// it): one JSON object per document and line, `{"kind", "text", "labels",
+/// "ours"}`. `text` is the document (a JSON-RPC response) as a string;
+/// `labels` (the truth) and `ours` (what this engine masks, scored as in
+/// `bench_report`) are `[start, end, entity]` in bytes of `text`.
+pub fn write_corpus_jsonl(docs: &[Doc], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let tagger = tagger();
+    let spans = |labels: &[Label]| -> Vec<serde_json::Value> {
+        labels
+            .iter()
+            .map(|l| serde_json::json!([l.range.start, l.range.end, l.entity.name()]))
+            .collect()
+    };
+    for doc in docs {
+        let line = serde_json::json!({
+            "kind": doc.kind.name(),
+            "text": std::str::from_utf8(&doc.bytes).expect("the corpus is UTF-8"),
+            "labels": spans(&doc.labels),
+            "ours": spans(&predictions(&tagger, doc)),
+        });
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// MB/s of the safe-harbor profile's `mask_json_bytes` over `docs`, repeated
+/// for at least `min` (the throughput `bench_report` prints).
+pub fn mask_rate(docs: &[&Doc], min: Duration) -> f64 {
+    let masker = Masker::new(Profile::safe_harbor(), b"bench".to_vec());
+    rate(docs, min, |b| {
+        black_box(masker.mask_json_bytes(b));
+    })
+}
+
 /// Accuracy per entity and throughput per document kind on the seeded
 /// corpus, against a plain copy of the same bytes in the same run. Called
 /// by `cargo xtask bench`.
 pub fn bench_report() -> String {
-    const SEED: u64 = 0x5EED_0004;
-    const PER_KIND: usize = 400;
+    const SEED: u64 = BENCH_SEED;
+    const PER_KIND: usize = BENCH_PER_KIND;
     let docs = generate(SEED, PER_KIND);
     let mut r = String::new();
     let total: usize = docs.iter().map(|d| d.bytes.len()).sum();

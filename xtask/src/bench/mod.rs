@@ -7,9 +7,12 @@
 //!   direct, on loopback.
 //! - an MCP `tools/call` with TLS on both sides: direct vs through the agent
 //!   vs through nginx doing the same job ([`mcp`]).
+//! - the masking engine beside Microsoft Presidio on the same labelled corpus:
+//!   recall, precision and MB/s ([`presidio`]; skipped without its venv).
 
 mod load;
 pub mod mcp;
+pub mod presidio;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -145,7 +148,7 @@ pub fn engines() -> Result<()> {
         mcp_warden::audit::bench::bench_report(dir.path())
     );
     println!("\nmasking engine\n{}", mcp_warden::mask::bench_report());
-    Ok(())
+    presidio::report()
 }
 
 /// Runs one measuring loop as a child process inside `cg`, returns its JSON.
