@@ -251,9 +251,51 @@ pub struct RecordView {
     pub uri: Option<String>,
     pub prompt: Option<String>,
     pub decision: Option<String>,
-    pub masked: Option<u64>,
+    pub policies: Option<Vec<String>>,
+    pub approver: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub masked: Masked,
     pub duration_ms: Option<u64>,
     pub direction: Option<String>,
+    /// JSON-RPC shape: "request" | "notification" | "response" | "error".
+    pub message: Option<String>,
+    pub mcp_session: Option<String>,
+}
+
+/// `masked` as a reader takes it: a count of entities, or counts per entity
+/// (`{"ssn": 2, "name": 1}`); anything else reads as nothing masked, so that
+/// one odd record never hides the rest of a line from a reader.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Masked {
+    #[default]
+    None,
+    Count(u64),
+    ByEntity(Vec<(String, u64)>),
+}
+
+impl Masked {
+    pub fn total(&self) -> u64 {
+        match self {
+            Masked::None => 0,
+            Masked::Count(n) => *n,
+            Masked::ByEntity(v) => v.iter().map(|(_, n)| n).sum(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Masked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n.as_u64().map_or(Masked::None, Masked::Count),
+            serde_json::Value::Object(m) => Masked::ByEntity(
+                m.into_iter()
+                    .filter_map(|(k, v)| v.as_u64().map(|n| (k, n)))
+                    .collect(),
+            ),
+            _ => Masked::None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -274,6 +316,27 @@ pub struct CiJobView {
     pub job_id: Option<String>,
     pub job_name: Option<String>,
     pub repository: Option<String>,
+}
+
+impl CiJobView {
+    /// "provider repository run job", the parts that are known.
+    pub fn describe(&self) -> String {
+        let mut s = self.provider.clone().unwrap_or_default();
+        for part in [
+            &self.repository,
+            &self.run_id,
+            &self.job_name.as_ref().or(self.job_id.as_ref()).cloned(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(part);
+        }
+        s
+    }
 }
 
 impl RecordView {

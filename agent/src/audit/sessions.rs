@@ -20,7 +20,7 @@ use tracing::warn;
 
 use super::chain::{hex, parse_line};
 use super::export::{ExportFilter, write_segments};
-use super::record::RecordView;
+use super::record::{CiJobView, RecordView};
 use super::segment::{self, scan_lines};
 
 pub const INDEX_FILE: &str = "sessions.idx";
@@ -68,20 +68,7 @@ impl SessionSummary {
             self.user = view.user();
             self.exe = id.exe.clone();
             self.unit = id.unit.clone();
-            self.ci_job = id.ci.as_ref().map(|ci| {
-                let mut s = ci.provider.clone().unwrap_or_default();
-                for part in [
-                    &ci.repository,
-                    &ci.run_id,
-                    &ci.job_name.as_ref().or(ci.job_id.as_ref()).cloned(),
-                ]
-                .into_iter()
-                .flatten()
-                {
-                    let _ = write!(s, " {part}");
-                }
-                s
-            });
+            self.ci_job = id.ci.as_ref().map(CiJobView::describe);
         }
         if self.endpoint.is_none() {
             self.endpoint = view.endpoint.clone();
@@ -92,7 +79,7 @@ impl SessionSummary {
             "decision" if view.decision.as_deref() == Some("deny") => self.denials += 1,
             _ => {}
         }
-        self.masked += view.masked.unwrap_or(0);
+        self.masked += view.masked.total();
     }
 }
 
