@@ -118,7 +118,8 @@ pub enum AuditCommand {
         /// Only records of this tool
         #[arg(long)]
         tool: Option<String>,
-        /// Only records of this session
+        /// Only records of this connection (record `session`; `sessions show`
+        /// gathers an MCP session's connections)
         #[arg(long)]
         session: Option<String>,
         /// Also the store's own records (checkpoints, seals, recovery), for re-verification
@@ -165,23 +166,28 @@ pub enum AuditCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum SessionsCommand {
-    /// One row per session: id, start, duration, identity, endpoint, calls, denials, masked
+    /// One row per session: id, start, duration, identity, endpoint, MCP session, connections, calls, denials, masked
+    ///
+    /// A session is an MCP session with every connection that carried it (GET
+    /// stream and POSTs, reconnects); connections without one are a session each.
     List {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
     },
-    /// A session's records as JSON lines
+    /// A session's records, over all its connections, as JSON lines
     Show {
         #[command(flatten)]
         config: ConfigArg,
+        /// Session id (as listed), MCP session id, or one of its connections
         id: String,
     },
     /// A session as a readable conversation, optionally paced as it happened
     Replay {
         #[command(flatten)]
         config: ConfigArg,
+        /// Session id (as listed), MCP session id, or one of its connections
         id: String,
         /// Replay at N times the recorded pace (omit: print at once)
         #[arg(long, value_name = "N")]
@@ -309,11 +315,11 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
             let (review, integrity) =
                 audit::write_report(&cfg.audit_dir(), &period.filter()?, key.as_ref(), &html)?;
             println!(
-                "{}: {} records, {} sessions, {} users, {} requests ({} data accesses), \
+                "{}: {} records, {} connections, {} users, {} requests ({} data accesses), \
                  {} denials, {} refusals, {} approvals, {} entities masked",
                 html.display(),
                 review.records,
-                review.sessions.len(),
+                review.connections.len(),
                 review.users().len(),
                 review.requests(),
                 review.data_accesses(),

@@ -278,6 +278,52 @@ fn the_legacy_http_sse_transport_is_correlated() {
         && r["kind"] == "response"
         && r["method"] == "elicitation/create"));
     s.assert_server_saw_only_the_gateway_token();
+
+    // `sessions list` shows each MCP session once, with the GET stream's
+    // connection and the POSTs' connections together
+    let list: Value = serde_json::from_str(&subcommand_ok(
+        &s.agent,
+        &["sessions", "list", "--format", "json"],
+    ))
+    .unwrap();
+    let legacy: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| {
+            x["mcp_session"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("legacy /messages/"))
+        })
+        .collect();
+    assert_eq!(legacy.len(), 2, "one per client run: {list}");
+    for session in legacy {
+        let conns: Vec<&str> = session["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(conns.len() >= 2, "stream and POSTs: {session}");
+        assert!(session["calls"].as_u64().unwrap() >= 3, "{session}");
+        let mcp = session["mcp_session"].as_str().unwrap();
+        let shown: Vec<Value> = subcommand_ok(&s.agent, &["sessions", "show", mcp])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(shown.len() as u64, session["records"].as_u64().unwrap());
+        for r in &shown {
+            assert!(conns.contains(&r["session"].as_str().unwrap()), "{r}");
+            assert!(r["mcp_session"].is_null() || r["mcp_session"] == mcp, "{r}");
+        }
+        for conn in &conns {
+            assert!(
+                shown
+                    .iter()
+                    .any(|r| r["session"] == *conn && r["kind"] == "connect")
+            );
+        }
+    }
 }
 
 #[test]

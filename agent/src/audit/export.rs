@@ -145,16 +145,26 @@ pub fn visit_records(
     Ok(seen)
 }
 
-/// Writes the records of `segments` passing `filter`; for readers that know
-/// where to look (the sessions index).
+/// Writes the records of `segments` passing `filter` and `keep`; for
+/// readers that know where to look (the sessions index).
 pub(super) fn write_segments(
     segments: Vec<Segment>,
     filter: &ExportFilter,
+    keep: &dyn Fn(&[u8]) -> bool,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let mut written = 0;
-    for seg in segments {
-        written += Cursor::open(seg)?.drain(filter, &mut write_line(out))?;
+    {
+        let mut copy = write_line(out);
+        for seg in segments {
+            Cursor::open(seg)?.drain(filter, &mut |line| {
+                if !keep(line) {
+                    return Ok(());
+                }
+                written += 1;
+                copy(line)
+            })?;
+        }
     }
     out.flush()?;
     Ok(written)

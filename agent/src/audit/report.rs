@@ -41,7 +41,8 @@ pub struct Principal {
 /// What one principal did in the period.
 #[derive(Debug, Clone, Default)]
 pub struct Activity {
-    pub sessions: BTreeSet<String>,
+    /// Connections (record `session`) it made.
+    pub connections: BTreeSet<String>,
     /// Requests from the client (notifications and server requests excluded).
     pub requests: u64,
     /// Of them, tools/call, resources/read and prompts/get.
@@ -115,7 +116,8 @@ pub struct AccessReview {
     pub first_ts: Option<String>,
     pub last_ts: Option<String>,
     pub records: u64,
-    pub sessions: HashSet<String>,
+    /// Connections (record `session`); `sessions list` groups them by MCP session.
+    pub connections: HashSet<String>,
     pub principals: BTreeMap<Principal, Activity>,
     pub targets: BTreeMap<Target, TargetUse>,
     /// Requests per UTC day (YYYY-MM-DD).
@@ -160,7 +162,7 @@ impl AccessReview {
         }
         self.last_ts = Some(r.ts.clone());
         if let Some(s) = &r.session {
-            self.sessions.insert(s.clone());
+            self.connections.insert(s.clone());
         }
         let principal = Principal {
             user: r.user(),
@@ -206,7 +208,7 @@ impl AccessReview {
             });
         activity.last = r.ts.clone();
         if let Some(s) = &r.session {
-            activity.sessions.insert(s.clone());
+            activity.connections.insert(s.clone());
         }
         activity.masked += masked;
         let data = r
@@ -450,7 +452,7 @@ pub fn render_html(
     let requests = review.requests();
     let cards = [
         ("records", review.records),
-        ("sessions", review.sessions.len() as u64),
+        ("connections", review.connections.len() as u64),
         ("users", review.users().len() as u64),
         ("requests", requests),
         ("data accesses", review.data_accesses()),
@@ -546,7 +548,7 @@ pub fn render_html(
 
     h.push_str(
         "<h2>Who accessed what</h2><table id=\"principals\"><thead><tr><th>user</th><th>executable</th>\
-         <th>unit</th><th>CI job</th><th>endpoints (requests)</th><th>sessions</th><th>requests</th>\
+         <th>unit</th><th>CI job</th><th>endpoints (requests)</th><th>connections</th><th>requests</th>\
          <th>data accesses</th><th>denials</th><th>refusals</th><th>approvals</th><th>masked</th>\
          <th>first</th><th>last</th></tr></thead><tbody>\n",
     );
@@ -571,7 +573,7 @@ pub fn render_html(
             } else {
                 endpoints
             },
-            a.sessions.len(),
+            a.connections.len(),
             a.requests,
             a.data_accesses,
             a.denials,
@@ -755,7 +757,7 @@ mod tests {
         assert_eq!((alice.requests, bob.requests), (4, 2));
         assert_eq!((alice.masked, bob.masked), (8, 4));
         assert_eq!((alice.denials, bob.denials), (1, 1));
-        assert_eq!(alice.sessions.len(), 2, "s0 and s2");
+        assert_eq!(alice.connections.len(), 2, "s0 and s2");
         assert_eq!(
             alice.endpoints,
             BTreeMap::from([("billing".into(), 2), ("ehr".into(), 2)])
