@@ -140,6 +140,9 @@ pub enum AuditCommand {
         /// without it, the key file beside the records is trusted
         #[arg(long, value_name = "FILE")]
         pubkey: Option<PathBuf>,
+        /// Threads that hash records (default: every core; 1 to spare a busy host)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Print the public key that signs checkpoints, for auditors to keep elsewhere
     Pubkey(ConfigArg),
@@ -287,13 +290,20 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
                 other => other.map(|_| ExitCode::SUCCESS),
             }
         }
-        AuditCommand::Verify { config, pubkey } => {
+        AuditCommand::Verify {
+            config,
+            pubkey,
+            threads,
+        } => {
             let cfg = load(&config.config)?;
             let key = pubkey
                 .as_deref()
                 .map(audit::PublicKey::read_file)
                 .transpose()?;
-            let report = audit::verify(&cfg.audit_dir(), key.as_ref())?;
+            let report = match threads {
+                Some(n) => audit::verify::verify_with(&cfg.audit_dir(), key.as_ref(), n.into())?,
+                None => audit::verify(&cfg.audit_dir(), key.as_ref())?,
+            };
             println!("{report}");
             Ok(if report.ok() {
                 ExitCode::SUCCESS

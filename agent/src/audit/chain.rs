@@ -240,8 +240,18 @@ pub enum Break {
 /// `last` is None for the first line read, which can only be checked
 /// against the genesis hash when it is record 1.
 pub fn follow<'a>(last: Option<&Link>, bytes: &'a [u8]) -> Result<(Line<'a>, Link), Break> {
+    follow_with(last, bytes, Line::hash_matches)
+}
+
+/// [`follow`], with the hash check given: `verify` hashes lines on several
+/// threads ahead of the walk that checks them in order.
+pub fn follow_with<'a>(
+    last: Option<&Link>,
+    bytes: &'a [u8],
+    hash_matches: impl FnOnce(&Line<'a>) -> bool,
+) -> Result<(Line<'a>, Link), Break> {
     let line = parse_line(bytes).map_err(|Malformed(why)| Break::Malformed(why))?;
-    if !line.hash_matches() {
+    if !hash_matches(&line) {
         return Err(Break::HashMismatch);
     }
     match last {
