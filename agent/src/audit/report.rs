@@ -41,8 +41,8 @@ pub struct Principal {
 /// What one principal did in the period.
 #[derive(Debug, Clone, Default)]
 pub struct Activity {
-    /// Connections (record `session`) it made.
-    pub connections: BTreeSet<String>,
+    /// Connections (record `session`) it made, by [`connection_key`].
+    pub connections: HashSet<u64>,
     /// Requests from the client (notifications and server requests excluded).
     pub requests: u64,
     /// Of them, tools/call, resources/read and prompts/get.
@@ -116,8 +116,9 @@ pub struct AccessReview {
     pub first_ts: Option<String>,
     pub last_ts: Option<String>,
     pub records: u64,
-    /// Connections (record `session`); `sessions list` groups them by MCP session.
-    pub connections: HashSet<String>,
+    /// Connections (record `session`, by [`connection_key`]); `sessions
+    /// list` groups them by MCP session.
+    pub connections: HashSet<u64>,
     pub principals: BTreeMap<Principal, Activity>,
     pub targets: BTreeMap<Target, TargetUse>,
     /// Requests per UTC day (YYYY-MM-DD).
@@ -162,7 +163,7 @@ impl AccessReview {
         }
         self.last_ts = Some(r.ts.clone());
         if let Some(s) = &r.session {
-            self.connections.insert(s.clone());
+            self.connections.insert(connection_key(s));
         }
         let principal = Principal {
             user: r.user(),
@@ -208,7 +209,7 @@ impl AccessReview {
             });
         activity.last = r.ts.clone();
         if let Some(s) = &r.session {
-            activity.connections.insert(s.clone());
+            activity.connections.insert(connection_key(s));
         }
         activity.masked += masked;
         let data = r
@@ -284,6 +285,16 @@ impl AccessReview {
             _ => {}
         }
     }
+}
+
+/// Connections are counted, not listed: a 64-bit digest of the id keeps
+/// the sets small over millions of them (a collision would undercount by
+/// one in 2^64).
+fn connection_key(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 fn user_label(user: &Option<String>) -> String {

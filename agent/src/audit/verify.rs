@@ -1,9 +1,9 @@
 //! `audit verify`: one streaming pass over every segment, hashing each record
 //! once, following the chain across segments, checking every checkpoint's
 //! signature, and at the end that the store is sealed and that only
-//! recorded retention removed its oldest records. SHA-256 is what costs:
-//! lines are read in batches whose hashes are checked on several threads,
-//! then walked in order by one.
+//! recorded retention removed its oldest records. Parsing and SHA-256 are
+//! what costs: lines are read in batches, parsed and hashed on several
+//! threads, then walked in order by one.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::chain::{Break, Hash, Line, Link, follow_with, hex, parse_line};
+use super::chain::{Break, Hash, Line, Link, Malformed, follow_parsed, hex, parse_line};
 use super::checkpoint::PublicKey;
 use super::record::{Checkpoint, Recovery, STORE_KINDS, StoreRecord};
 use super::segment::{self, scan_lines};
@@ -278,6 +278,9 @@ impl Tuning {
     }
 }
 
+/// A line taken apart, and whether its hash matched.
+type Checked<'a> = (Result<Line<'a>, Malformed>, bool);
+
 /// Complete lines of one segment, copied out of the read buffer.
 #[derive(Default)]
 struct Batch {
@@ -299,12 +302,16 @@ impl Batch {
         self.lines.clear();
     }
 
-    /// Whether each line's hash matches its canonical bytes (false when it
-    /// is not a record line: the walk then says why), on up to `threads`.
-    fn hash_checks(&self, tuning: Tuning) -> Vec<bool> {
-        let check = |part: &[(usize, usize, u64, u64)]| -> Vec<bool> {
+    /// Each line parsed, and whether its hash matches its canonical bytes,
+    /// on up to `tuning.threads`.
+    fn hash_checks(&self, tuning: Tuning) -> Vec<Checked<'_>> {
+        let check = |part: &[(usize, usize, u64, u64)]| -> Vec<Checked<'_>> {
             part.iter()
-                .map(|&(a, b, _, _)| parse_line(&self.bytes[a..b]).is_ok_and(|l| l.hash_matches()))
+                .map(|&(a, b, _, _)| {
+                    let line = parse_line(&self.bytes[a..b]);
+                    let ok = line.as_ref().is_ok_and(Line::hash_matches);
+                    (line, ok)
+                })
                 .collect()
         };
         if tuning.threads <= 1 || self.lines.len() < tuning.min_parallel_lines {
@@ -328,9 +335,9 @@ impl Batch {
     /// (left in `walk.problem`).
     fn walk(&mut self, walk: &mut Walk, tuning: Tuning, hint: &Option<String>) -> bool {
         let checks = self.hash_checks(tuning);
-        for (&(a, b, number, offset), hash_ok) in self.lines.iter().zip(checks) {
+        for (&(a, b, number, offset), checked) in self.lines.iter().zip(checks) {
             let hint = (number == 1).then(|| hint.clone()).flatten();
-            if let Err(p) = walk.step(number, offset, &self.bytes[a..b], hint, hash_ok) {
+            if let Err(p) = walk.step(number, offset, &self.bytes[a..b], hint, checked) {
                 walk.problem = Some(p);
                 return false;
             }
@@ -469,9 +476,9 @@ impl Walk {
         offset: u64,
         bytes: &[u8],
         hint: Option<String>,
-        hash_ok: bool,
+        (parsed, hash_ok): Checked<'_>,
     ) -> Result<(), Problem> {
-        let (line, link) = follow_with(self.last.as_ref(), bytes, |_| hash_ok).map_err(|why| {
+        let (line, link) = follow_parsed(self.last.as_ref(), parsed, hash_ok).map_err(|why| {
             let seq = crate::audit::chain::parse_line(bytes).ok().map(|l| l.seq);
             Problem::Broken {
                 at: self.location(number, offset, seq),
