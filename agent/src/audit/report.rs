@@ -700,8 +700,17 @@ pub fn write_report(
         .file_name()
         .with_context(|| format!("{} is not a file name", html.display()))?;
     let tmp = html.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, page).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, html).with_context(|| format!("writing {}", html.display()))?;
+    let written = std::fs::write(&tmp, page).and_then(|()| std::fs::rename(&tmp, html));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| {
+        format!(
+            "cannot write the report to {} (through {})",
+            html.display(),
+            tmp.display()
+        )
+    })?;
     Ok((review, integrity))
 }
 
