@@ -83,18 +83,36 @@ pub enum CaCommand {
     Export(ConfigArg),
 }
 
+/// The time bounds of `audit export` and `audit report`.
+#[derive(Args, Debug, Clone)]
+pub struct Period {
+    /// Records at or after this time (RFC 3339, e.g. 2026-11-24T00:00:00Z)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records before this time (RFC 3339)
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl Period {
+    /// A filter passing the traffic records of the period.
+    fn filter(&self) -> Result<audit::ExportFilter> {
+        Ok(audit::ExportFilter {
+            since: self.since.as_deref().map(audit::parse_time).transpose()?,
+            until: self.until.as_deref().map(audit::parse_time).transpose()?,
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
     /// Print records as JSON lines, for a SIEM or a log shipper
     Export {
         #[command(flatten)]
         config: ConfigArg,
-        /// Records at or after this time (RFC 3339, e.g. 2026-11-24T00:00:00Z)
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Records before this time (RFC 3339)
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
+        #[command(flatten)]
+        period: Period,
         /// Only records of this user (name, or "uid N")
         #[arg(long)]
         user: Option<String>,
@@ -104,7 +122,8 @@ pub enum AuditCommand {
         /// Only records of this tool
         #[arg(long)]
         tool: Option<String>,
-        /// Only records of this session
+        /// Only records of this connection (record `session`; `sessions show`
+        /// gathers an MCP session's connections)
         #[arg(long)]
         session: Option<String>,
         /// Also the store's own records (checkpoints, seals, recovery), for re-verification
@@ -125,30 +144,57 @@ pub enum AuditCommand {
         /// without it, the key file beside the records is trusted
         #[arg(long, value_name = "FILE")]
         pubkey: Option<PathBuf>,
+        /// Threads that hash records (default: every core; 1 to spare a busy host)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Print the public key that signs checkpoints, for auditors to keep elsewhere
     Pubkey(ConfigArg),
+    /// Write an access-review report (self-contained HTML) for the periodic log review
+    ///
+    /// Who (user, executable, unit, CI job) reached which endpoints, methods and
+    /// tools, how often; denials, refusals and approvals one by one; entities
+    /// masked; charts; and the result of `audit verify` over the whole store.
+    /// For HIPAA 164.308(a)(1)(ii)(D). Exits 1 (after writing the report) when
+    /// the store does not verify.
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        period: Period,
+        /// The agent's public key as kept by the auditor, for the integrity check
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
+        /// Where to write the report
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SessionsCommand {
-    /// One row per session: id, start, duration, identity, endpoint, calls, denials, masked
+    /// One row per session: id, start, duration, identity, endpoint, MCP session, connections, calls, denials, masked
+    ///
+    /// A session is an MCP session with every connection that carried it (GET
+    /// stream and POSTs, reconnects); connections without one are a session each.
     List {
         #[command(flatten)]
         config: ConfigArg,
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
     },
-    /// A session's records as JSON lines
+    /// A session's records, over all its connections, as JSON lines
     Show {
         #[command(flatten)]
         config: ConfigArg,
+        /// Session id (as listed), MCP session id, or one of its connections
         id: String,
     },
     /// A session as a readable conversation, optionally paced as it happened
     Replay {
         #[command(flatten)]
         config: ConfigArg,
+        /// Session id (as listed), MCP session id, or one of its connections
         id: String,
         /// Replay at N times the recorded pace (omit: print at once)
         #[arg(long, value_name = "N")]
@@ -215,8 +261,7 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
         AuditCommand::Export {
             config,
-            since,
-            until,
+            period,
             user,
             endpoint,
             tool,
@@ -227,12 +272,11 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
             let cfg = load(&config.config)?;
             let filter = audit::ExportFilter {
                 store_records,
-                since: since.as_deref().map(audit::parse_time).transpose()?,
-                until: until.as_deref().map(audit::parse_time).transpose()?,
                 user,
                 endpoint,
                 tool,
                 session,
+                ..period.filter()?
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             if follow {
@@ -250,19 +294,60 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
                 other => other.map(|_| ExitCode::SUCCESS),
             }
         }
-        AuditCommand::Verify { config, pubkey } => {
+        AuditCommand::Verify {
+            config,
+            pubkey,
+            threads,
+        } => {
             let cfg = load(&config.config)?;
             let key = pubkey
                 .as_deref()
                 .map(audit::PublicKey::read_file)
                 .transpose()?;
-            let report = audit::verify(&cfg.audit_dir(), key.as_ref())?;
+            let report = match threads {
+                Some(n) => audit::verify::verify_with(&cfg.audit_dir(), key.as_ref(), n.into())?,
+                None => audit::verify(&cfg.audit_dir(), key.as_ref())?,
+            };
             println!("{report}");
             Ok(if report.ok() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
+        }
+        AuditCommand::Report {
+            config,
+            period,
+            pubkey,
+            html,
+        } => {
+            let cfg = load(&config.config)?;
+            let key = pubkey
+                .as_deref()
+                .map(audit::PublicKey::read_file)
+                .transpose()?;
+            let (review, integrity) =
+                audit::write_report(&cfg.audit_dir(), &period.filter()?, key.as_ref(), &html)?;
+            println!(
+                "{}: {} records, {} connections, {} users, {} requests ({} data accesses), \
+                 {} denials, {} refusals, {} approvals, {} entities masked",
+                html.display(),
+                review.records,
+                review.connections.len(),
+                review.users().len(),
+                review.requests(),
+                review.data_accesses(),
+                review.denials.total,
+                review.refusals.total,
+                review.approvals.total,
+                review.masked()
+            );
+            if integrity.ok() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprint!("the store does not verify (the report says so): {integrity}");
+                Ok(ExitCode::FAILURE)
+            }
         }
         AuditCommand::Pubkey(c) => {
             let cfg = load(&c.config)?;

@@ -16,11 +16,11 @@ stream; `--stateless` runs stateless_http (no Mcp-Session-Id).
 Every HTTP request is first appended to --seen as one JSON line (flushed):
   {"method", "path", "authorization", "x_api_key", "cookie", "host",
    "mcp_method", "tool", "mcp_protocol_version", "mcp_method_header",
-   "mcp_name_header", "mcp_session_id"}
+   "mcp_name_header", "mcp_session_id", "rpc_id"}
 (header values or null; `mcp_method` is the JSON-RPC method when the body is
-a JSON object carrying one, `tool` is params.name of a tools/call; the last
-four are the MCP-Protocol-Version, Mcp-Method, Mcp-Name and Mcp-Session-Id
-request headers). Then, except for `GET /health`
+a JSON object carrying one, `tool` is params.name of a tools/call;
+MCP-Protocol-Version, Mcp-Method, Mcp-Name and Mcp-Session-Id are request
+headers; `rpc_id` is the JSON-RPC id of such a body). Then, except for `GET /health`
 (200 "ok") and `GET /.well-known/oauth-protected-resource` (small JSON), any
 request whose one Authorization header is not exactly `Bearer <token>` gets
 401. Host/Origin checks (DNS-rebinding protection) are off: the proxy may
@@ -231,7 +231,7 @@ class SeenAndAuth:
 
         headers = scope.get("headers", [])
         auth = _header(headers, b"authorization")
-        mcp_method = tool = None
+        mcp_method = tool = rpc_id = None
         if body:
             try:
                 doc = json.loads(bytes(body))
@@ -239,6 +239,7 @@ class SeenAndAuth:
                 doc = None
             if isinstance(doc, dict) and isinstance(doc.get("method"), str):
                 mcp_method = doc["method"]
+                rpc_id = doc.get("id")
                 params = doc.get("params")
                 if mcp_method == "tools/call" and isinstance(params, dict):
                     name = params.get("name")
@@ -257,6 +258,7 @@ class SeenAndAuth:
             "mcp_method_header": (_header(headers, b"mcp-method") or [None])[0],
             "mcp_name_header": (_header(headers, b"mcp-name") or [None])[0],
             "mcp_session_id": (_header(headers, b"mcp-session-id") or [None])[0],
+            "rpc_id": rpc_id,
         }
         self.seen.write(json.dumps(line) + "\n")
         self.seen.flush()

@@ -11,6 +11,7 @@
 //!   veth pair, `10.201.N.1/24` + `fd01:N::1/64` here, `.2` / `::2` inside.
 //!   [`NetNs::http_server`] starts `peers/http_server.py` in it.
 //! - [`Child`]: a spawned process with captured output; killed and reaped on drop.
+//! - [`Tmpfs`]: a small tmpfs (a disk to fill); drop unmounts it.
 //! - [`Agent`]: writes a config, runs `mcp-warden run`, waits for the ready
 //!   file, exports records; drop stops it and always detaches.
 //! - [`curl`], [`run`], [`http_get`], [`wait_until`]: bounded helpers. A wait
@@ -26,6 +27,7 @@ mod mcp;
 mod netns;
 mod peers;
 mod proc;
+mod tmpfs;
 mod util;
 
 pub use agent::{Agent, AgentBuilder, agent_bin, remove_pin_dir, warden};
@@ -37,6 +39,7 @@ pub use peers::{
     write_payload,
 };
 pub use proc::{Child, output_text, run};
+pub use tmpfs::Tmpfs;
 pub use util::{free_port, require_root, unique, wait_for, wait_until};
 
 /// Default bound of the waits in this crate: generous, because tests run in

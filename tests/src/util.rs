@@ -182,7 +182,7 @@ fn sweep_stale_once() {
 }
 
 /// Removes what test processes that no longer exist left behind (a SIGKILLed
-/// `cargo test` runs no Drop): their cgroups and their agents' pin dirs.
+/// `cargo test` runs no Drop): their cgroups, tmpfs mounts and their agents' pin dirs.
 /// Namespaces and veths are named by index and replaced when the index is
 /// next taken.
 fn sweep_stale() {
@@ -199,6 +199,21 @@ fn sweep_stale() {
                 );
                 crate::cgroup::kill_and_remove(&e.path());
             }
+        }
+    }
+    for mount in crate::tmpfs::mounted() {
+        let name = mount
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(pid) = owner_pid(&name, crate::tmpfs::PREFIX)
+            && !pid_alive(pid)
+        {
+            eprintln!(
+                "mcp-warden-tests: unmounting stale tmpfs {}",
+                mount.display()
+            );
+            crate::tmpfs::unmount(&mount);
         }
     }
     let pins = PathBuf::from("/sys/fs/bpf/mcp-warden");

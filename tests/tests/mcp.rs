@@ -30,6 +30,16 @@ struct Setup {
 
 impl Setup {
     fn new(server_flags: &[&str], endpoint_lines: &[&str]) -> Setup {
+        Self::prepared(server_flags, endpoint_lines, |_| {})
+    }
+
+    /// [`new`](Self::new), with `prepare` run on the agent's files after
+    /// its config is written and before it starts.
+    fn prepared(
+        server_flags: &[&str],
+        endpoint_lines: &[&str],
+        prepare: impl FnOnce(&Agent),
+    ) -> Setup {
         let cg = TestCgroup::new();
         let ns = NetNs::new();
         let pki = TestPki::new(ns.peer_v4().into());
@@ -43,13 +53,15 @@ impl Setup {
         ];
         lines.extend(endpoint_lines.iter().map(|l| l.to_string()));
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let agent = Agent::builder(&cg)
+        let mut agent = Agent::builder(&cg)
             .mcp_endpoint("ehr", &[format!("{}:{PORT}", ns.peer_v4())], &lines)
             .toml(&format!(
                 "[credential.srv]\nkind = \"bearer\"\nfile = {:?}\n",
                 token_file.display().to_string()
             ))
-            .start();
+            .build();
+        prepare(&agent);
+        agent.start();
         let agent_ca = agent.export_ca();
         Setup {
             agent,
@@ -269,6 +281,52 @@ fn the_legacy_http_sse_transport_is_correlated() {
         && r["kind"] == "response"
         && r["method"] == "elicitation/create"));
     s.assert_server_saw_only_the_gateway_token();
+
+    // `sessions list` shows each MCP session once, with the GET stream's
+    // connection and the POSTs' connections together
+    let list: Value = serde_json::from_str(&subcommand_ok(
+        &s.agent,
+        &["sessions", "list", "--format", "json"],
+    ))
+    .unwrap();
+    let legacy: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| {
+            x["mcp_session"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("legacy /messages/"))
+        })
+        .collect();
+    assert_eq!(legacy.len(), 2, "one per client run: {list}");
+    for session in legacy {
+        let conns: Vec<&str> = session["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(conns.len() >= 2, "stream and POSTs: {session}");
+        assert!(session["calls"].as_u64().unwrap() >= 3, "{session}");
+        let mcp = session["mcp_session"].as_str().unwrap();
+        let shown: Vec<Value> = subcommand_ok(&s.agent, &["sessions", "show", mcp])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(shown.len() as u64, session["records"].as_u64().unwrap());
+        for r in &shown {
+            assert!(conns.contains(&r["session"].as_str().unwrap()), "{r}");
+            assert!(r["mcp_session"].is_null() || r["mcp_session"] == mcp, "{r}");
+        }
+        for conn in &conns {
+            assert!(
+                shown
+                    .iter()
+                    .any(|r| r["session"] == *conn && r["kind"] == "connect")
+            );
+        }
+    }
 }
 
 #[test]
@@ -560,4 +618,286 @@ fn patient_records_reach_neither_the_client_nor_the_audit() {
             }
         }
     }
+}
+
+/// A `tools/call` of `echo` with JSON-RPC id `id`, by curl through the plain
+/// endpoint: (HTTP status, the JSON-RPC answer).
+fn call_echo(s: &Setup, id: u64) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": format!("call {id}")}}});
+    let (code, v, _) = curl_json(s, &body.to_string(), &["MCP-Protocol-Version: 2025-03-26"]);
+    (code, v)
+}
+
+fn answered(v: &Value, id: u64) -> bool {
+    v["id"] == id && v["result"]["content"][0]["text"] == format!("call {id}")
+}
+
+/// JSON-RPC ids of the tools/call requests the server received.
+fn server_call_ids(s: &Setup) -> Vec<u64> {
+    s.server
+        .seen()
+        .iter()
+        .filter(|l| l["mcp_method"] == "tools/call")
+        .filter_map(|l| l["rpc_id"].as_u64())
+        .collect()
+}
+
+/// JSON-RPC ids of the tools/call request records in the audit.
+fn audit_call_ids(records: &[Value]) -> Vec<u64> {
+    records
+        .iter()
+        .filter(|r| {
+            r["kind"] == "request"
+                && r["method"] == "tools/call"
+                && r["direction"] == "client_to_server"
+        })
+        .filter_map(|r| r["rpc_id"].as_u64())
+        .collect()
+}
+
+fn subcommand_ok(agent: &Agent, args: &[&str]) -> String {
+    let config = agent.config_path().display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--config", &config]);
+    let out = agent.run_subcommand(&all);
+    assert!(
+        out.status.success(),
+        "mcp-warden {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        output_text(&out.stdout),
+        output_text(&out.stderr)
+    );
+    output_text(&out.stdout)
+}
+
+fn store_records(agent: &Agent) -> Vec<Value> {
+    subcommand_ok(agent, &["audit", "export", "--store-records"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Fills the file system at `dir` to the last byte with files under
+/// `dir/filler/`, except `slack` bytes in `dir/filler/slack`, which it then
+/// removes: what is left free is about `slack`.
+fn fill_leaving(dir: &Path, slack: usize) {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    std::fs::create_dir_all(&filler).unwrap();
+    std::fs::write(filler.join("slack"), vec![b's'; slack]).unwrap();
+    let mut f = std::fs::File::create(filler.join("fill")).unwrap();
+    let chunk = vec![b'f'; 4096];
+    loop {
+        match f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", dir.display()),
+        }
+    }
+    std::fs::remove_file(filler.join("slack")).unwrap();
+}
+
+#[test]
+fn a_full_audit_disk_refuses_data_calls_keeps_the_agent_up_and_recovers() {
+    // the audit dir is a 3 MiB tmpfs (declared first: unmounted after the agent stops)
+    let disk = mcp_warden_tests::Tmpfs::new("3m");
+    let mut s = Setup::prepared(
+        &["--json-response", "--stateless"],
+        &["client_tls = \"plain\""],
+        |agent| {
+            std::fs::create_dir_all(agent.state_dir()).unwrap();
+            std::os::unix::fs::symlink(disk.path(), agent.state_dir().join("audit")).unwrap();
+        },
+    );
+    let (code, v) = call_echo(&s, 1);
+    assert!(code == 200 && answered(&v, 1), "{code} {v}");
+
+    fill_leaving(disk.path(), 48 * 1024);
+    let mut acknowledged = vec![1];
+    let refused = (2..2000)
+        .find_map(|id| {
+            let (code, v) = call_echo(&s, id);
+            if code == 200 && answered(&v, id) {
+                acknowledged.push(id);
+                None
+            } else {
+                Some((id, code, v))
+            }
+        })
+        .expect("the store never filled up");
+    let (refused_id, code, v) = refused;
+    eprintln!(
+        "full disk: {} calls acknowledged, call {refused_id} refused: {v}",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() > 2,
+        "calls went through while there was space"
+    );
+    assert_eq!(code, 503, "{v}");
+    assert_eq!(v["id"], refused_id, "{v}");
+    assert_eq!(v["error"]["code"], -32603, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the audit store is full") && message.contains("not forwarded"),
+        "{message}"
+    );
+    assert!(
+        !server_call_ids(&s).contains(&refused_id),
+        "a refused call never reaches the server"
+    );
+
+    // the agent stays up: status, and a call that reads no data
+    assert!(s.agent.is_running());
+    assert!(subcommand_ok(&s.agent, &["status"]).contains("running (pid"));
+    let (code, v, _) = curl_json(
+        &s,
+        r#"{"jsonrpc":"2.0","id":9001,"method":"tools/list"}"#,
+        &["MCP-Protocol-Version: 2025-03-26"],
+    );
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        v["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{v}"
+    );
+    let (code, v) = call_echo(&s, 9002);
+    assert_eq!(code, 503, "still full: {v}");
+
+    // space returns: calls go through again
+    std::fs::remove_dir_all(disk.path().join("filler")).unwrap();
+    let back =
+        mcp_warden_tests::wait_until(mcp_warden_tests::WAIT, "a call to succeed again", || {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(10_000);
+            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (code, v) = call_echo(&s, id);
+            (code == 200 && answered(&v, id)).then_some(id)
+        });
+    acknowledged.push(back);
+    assert!(s.agent.is_running());
+    assert!(s.agent.stop().success());
+
+    let report = subcommand_ok(&s.agent, &["audit", "verify"]);
+    assert!(report.starts_with("OK"), "{report}");
+    let records = store_records(&s.agent);
+    let failure = records
+        .iter()
+        .find(|r| r["kind"] == "recovery" && r["cause"] == "write_failure")
+        .expect("a write_failure recovery record");
+    assert!(failure["refused"].as_u64().unwrap() >= 2, "{failure}");
+    let audited = audit_call_ids(&records);
+    for id in &acknowledged {
+        assert!(audited.contains(id), "acknowledged call {id} has no record");
+    }
+    for id in server_call_ids(&s) {
+        assert!(
+            audited.contains(&id),
+            "call {id} reached the server without a record"
+        );
+    }
+    // the review report shows the refusals
+    let html = s.agent.dir().join("review.html");
+    let html_arg = html.display().to_string();
+    subcommand_ok(&s.agent, &["audit", "report", "--html", &html_arg]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Integrity verified"));
+    assert!(page.contains("audit record not durable"), "refusals listed");
+}
+
+#[test]
+fn kill_9_under_concurrent_calls_loses_no_record_of_a_forwarded_call() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CLIENTS: u64 = 4;
+    let mut s = Setup::new(
+        &["--json-response", "--stateless"],
+        &["client_tls = \"plain\""],
+    );
+    let pid = s.agent.pid().unwrap() as i32;
+    let acknowledged = Mutex::new(Vec::new());
+    let failed_after_kill = Mutex::new(0u64);
+    let killed = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let (s, acknowledged, failed, killed, stop) =
+                (&s, &acknowledged, &failed_after_kill, &killed, &stop);
+            scope.spawn(move || {
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let id = (client + 1) * 1_000_000 + i;
+                    let (code, v) = call_echo(s, id);
+                    if code == 200 && answered(&v, id) {
+                        acknowledged.lock().unwrap().push(id);
+                    } else if killed.load(Ordering::SeqCst) {
+                        *failed.lock().unwrap() += 1;
+                    } else {
+                        panic!("call {id} failed before the kill: {code} {v}");
+                    }
+                }
+            });
+        }
+        mcp_warden_tests::wait_for(mcp_warden_tests::WAIT, "40 acknowledged calls", || {
+            acknowledged.lock().unwrap().len() >= 40
+        });
+        killed.store(true, Ordering::SeqCst);
+        // SAFETY: SIGKILL to the agent, our own child (reaped by kill9 below).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        mcp_warden_tests::wait_for(
+            mcp_warden_tests::WAIT,
+            "calls to fail after the kill",
+            || *failed_after_kill.lock().unwrap() >= CLIENTS,
+        );
+        stop.store(true, Ordering::SeqCst);
+    });
+    s.agent.kill9();
+    let acknowledged = acknowledged.into_inner().unwrap();
+
+    s.agent.start();
+    let (code, v) = call_echo(&s, 7);
+    assert!(
+        code == 200 && answered(&v, 7),
+        "after the restart: {code} {v}"
+    );
+    assert!(s.agent.stop().success());
+
+    let report = subcommand_ok(&s.agent, &["audit", "verify"]);
+    assert!(report.starts_with("OK"), "{report}");
+    let records = store_records(&s.agent);
+    assert!(
+        records.iter().any(|r| r["kind"] == "recovery"
+            && (r["cause"] == "torn_tail" || r["cause"] == "unclean_shutdown")),
+        "the restart recorded the crash"
+    );
+    let audited = audit_call_ids(&records);
+    let at_server = server_call_ids(&s);
+    assert!(
+        audited.len() >= at_server.len(),
+        "{} records for {} calls at the server",
+        audited.len(),
+        at_server.len()
+    );
+    for id in &at_server {
+        assert!(
+            audited.contains(id),
+            "call {id} reached the server without a record"
+        );
+    }
+    for id in &acknowledged {
+        assert!(
+            audited.contains(id),
+            "acknowledged call {id} lost its record"
+        );
+    }
+    eprintln!(
+        "kill -9: {} calls acknowledged, {} at the server, {} request records, {} failed after the kill",
+        acknowledged.len(),
+        at_server.len(),
+        audited.len(),
+        failed_after_kill.into_inner().unwrap()
+    );
 }

@@ -240,8 +240,20 @@ pub enum Break {
 /// `last` is None for the first line read, which can only be checked
 /// against the genesis hash when it is record 1.
 pub fn follow<'a>(last: Option<&Link>, bytes: &'a [u8]) -> Result<(Line<'a>, Link), Break> {
-    let line = parse_line(bytes).map_err(|Malformed(why)| Break::Malformed(why))?;
-    if !line.hash_matches() {
+    let line = parse_line(bytes);
+    let hash_matches = line.as_ref().is_ok_and(Line::hash_matches);
+    follow_parsed(last, line, hash_matches)
+}
+
+/// [`follow`] for a line already parsed and hashed: `verify` does both on
+/// several threads ahead of the walk that checks the chain in order.
+pub fn follow_parsed<'a>(
+    last: Option<&Link>,
+    line: Result<Line<'a>, Malformed>,
+    hash_matches: bool,
+) -> Result<(Line<'a>, Link), Break> {
+    let line = line.map_err(|Malformed(why)| Break::Malformed(why))?;
+    if !hash_matches {
         return Err(Break::HashMismatch);
     }
     match last {

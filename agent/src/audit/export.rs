@@ -3,7 +3,7 @@
 //! store as it grows.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,12 +108,12 @@ pub fn write_records(
             .into_iter()
             .filter(|s| current.is_none_or(|n| s.number > n));
         if let Some(c) = &mut cursor {
-            written += c.drain(filter, out)?;
+            written += c.drain(filter, &mut write_line(out))?;
         }
         let mut moved = false;
         for seg in newer {
             let mut c = Cursor::open(seg)?;
-            written += c.drain(filter, out)?;
+            written += c.drain(filter, &mut write_line(out))?;
             cursor = Some(c);
             moved = true;
         }
@@ -130,19 +130,49 @@ pub fn write_records(
     }
 }
 
-/// Writes the records of `segments` passing `filter`; for readers that know
-/// where to look (the sessions index).
+/// Hands each record line passing `filter` (without its newline) to
+/// `visit`, oldest first, and returns how many; for readers that summarise
+/// records instead of copying them (`audit report`).
+pub fn visit_records(
+    dir: &Path,
+    filter: &ExportFilter,
+    visit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64> {
+    let mut seen = 0;
+    for seg in segment::list(dir)? {
+        seen += Cursor::open(seg)?.drain(filter, visit)?;
+    }
+    Ok(seen)
+}
+
+/// Writes the records of `segments` passing `filter` and `keep`; for
+/// readers that know where to look (the sessions index).
 pub(super) fn write_segments(
     segments: Vec<Segment>,
     filter: &ExportFilter,
+    keep: &dyn Fn(&[u8]) -> bool,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let mut written = 0;
-    for seg in segments {
-        written += Cursor::open(seg)?.drain(filter, out)?;
+    {
+        let mut copy = write_line(out);
+        for seg in segments {
+            Cursor::open(seg)?.drain(filter, &mut |line| {
+                if !keep(line) {
+                    return Ok(());
+                }
+                written += 1;
+                copy(line)
+            })?;
+        }
     }
     out.flush()?;
     Ok(written)
+}
+
+/// A visitor that copies each line to `out`, newline-terminated.
+fn write_line(out: &mut dyn Write) -> impl FnMut(&[u8]) -> io::Result<()> + '_ {
+    |bytes| out.write_all(bytes).and_then(|()| out.write_all(b"\n"))
 }
 
 /// How far a segment has been read: only complete lines are consumed.
@@ -165,20 +195,22 @@ impl Cursor {
         })
     }
 
-    fn drain(&mut self, filter: &ExportFilter, out: &mut dyn Write) -> Result<u64> {
+    /// Hands every new complete line passing `filter` to `visit`.
+    fn drain(
+        &mut self,
+        filter: &ExportFilter,
+        visit: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<u64> {
         self.file.seek(SeekFrom::Start(self.offset))?;
-        let mut written = 0;
+        let mut passed = 0;
         let mut failed = None;
         let end = scan_lines(&mut self.file, self.offset, self.next_line, |line| {
             if filter.matches(line.bytes) {
-                if let Err(e) = out
-                    .write_all(line.bytes)
-                    .and_then(|()| out.write_all(b"\n"))
-                {
+                if let Err(e) = visit(line.bytes) {
                     failed = Some(e);
                     return ControlFlow::Break(());
                 }
-                written += 1;
+                passed += 1;
             }
             ControlFlow::Continue(())
         })
@@ -188,7 +220,7 @@ impl Cursor {
         }
         self.offset = end.offset;
         self.next_line += end.lines;
-        Ok(written)
+        Ok(passed)
     }
 }
 

@@ -9,7 +9,7 @@
 //! - [`segment`]: segment files: names, line scanning, safe appending.
 //! - [`store`]: the writer thread (group commit, durability, rotation, retention).
 //! - `recover`: cutting a torn tail at open.
-//! - [`verify`], [`export`], [`sessions`], [`replay`]: the auditor's tools.
+//! - [`verify`], [`export`], [`sessions`], [`replay`], [`report`]: the auditor's tools.
 //! - [`bench`]: numbers for `cargo xtask bench`.
 
 use std::io::Write;
@@ -24,6 +24,7 @@ pub mod export;
 pub mod record;
 mod recover;
 pub mod replay;
+pub mod report;
 mod sample;
 pub mod segment;
 pub mod sessions;
@@ -34,6 +35,7 @@ pub use checkpoint::{KEY_FILE, PublicKey, pubkey_text};
 pub use export::{ExportFilter, Follow, parse_time, write_records};
 pub use record::{Kind, Record};
 pub use replay::replay;
+pub use report::{AccessReview, access_review, write_report};
 pub use sessions::{SessionSummary, list_sessions, rebuild_index, render_table, show_session};
 pub use store::{Ack, AuditLog, AuditWriter, PendingAck, RetentionPolicy, StoreConfig, StoreError};
 pub use verify::{Problem, Report, verify};

@@ -257,29 +257,50 @@ pub struct RecordView {
     pub uri: Option<String>,
     pub prompt: Option<String>,
     pub decision: Option<String>,
-    pub masked: MaskedCount,
+    pub policies: Option<Vec<String>>,
+    pub approver: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub masked: Masked,
     pub duration_ms: Option<u64>,
     pub direction: Option<String>,
+    /// JSON-RPC shape: "request" | "notification" | "response" | "error".
+    pub message: Option<String>,
+    pub mcp_session: Option<String>,
 }
 
-/// A record's `masked`, summed: an object of counts by kind, or (records
-/// written before the counts were kept by kind) a number.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MaskedCount(pub u64);
+/// `masked` as a reader takes it: a count of entities, or counts per entity
+/// (`{"ssn": 2, "name": 1}`); anything else reads as nothing masked, so that
+/// one odd record never hides the rest of a line from a reader.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Masked {
+    #[default]
+    None,
+    Count(u64),
+    ByEntity(Vec<(String, u64)>),
+}
 
-impl<'de> Deserialize<'de> for MaskedCount {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Shape {
-            Total(u64),
-            ByKind(BTreeMap<String, u64>),
+impl Masked {
+    pub fn total(&self) -> u64 {
+        match self {
+            Masked::None => 0,
+            Masked::Count(n) => *n,
+            Masked::ByEntity(v) => v.iter().map(|(_, n)| n).sum(),
         }
-        Ok(MaskedCount(match Option::<Shape>::deserialize(d)? {
-            None => 0,
-            Some(Shape::Total(n)) => n,
-            Some(Shape::ByKind(m)) => m.values().sum(),
-        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for Masked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n.as_u64().map_or(Masked::None, Masked::Count),
+            serde_json::Value::Object(m) => Masked::ByEntity(
+                m.into_iter()
+                    .filter_map(|(k, v)| v.as_u64().map(|n| (k, n)))
+                    .collect(),
+            ),
+            _ => Masked::None,
+        })
     }
 }
 
@@ -301,6 +322,27 @@ pub struct CiJobView {
     pub job_id: Option<String>,
     pub job_name: Option<String>,
     pub repository: Option<String>,
+}
+
+impl CiJobView {
+    /// "provider repository run job", the parts that are known.
+    pub fn describe(&self) -> String {
+        let mut s = self.provider.clone().unwrap_or_default();
+        for part in [
+            &self.repository,
+            &self.run_id,
+            &self.job_name.as_ref().or(self.job_id.as_ref()).cloned(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(part);
+        }
+        s
+    }
 }
 
 impl RecordView {

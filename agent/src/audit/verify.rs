@@ -1,7 +1,9 @@
 //! `audit verify`: one streaming pass over every segment, hashing each record
 //! once, following the chain across segments, checking every checkpoint's
 //! signature, and at the end that the store is sealed and that only
-//! recorded retention removed its oldest records.
+//! recorded retention removed its oldest records. Parsing and SHA-256 are
+//! what costs: lines are read in batches, parsed and hashed on several
+//! threads, then walked in order by one.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::chain::{Break, Hash, Line, Link, follow, hex};
+use super::chain::{Break, Hash, Line, Link, Malformed, follow_parsed, hex, parse_line};
 use super::checkpoint::PublicKey;
 use super::record::{Checkpoint, Recovery, STORE_KINDS, StoreRecord};
 use super::segment::{self, scan_lines};
@@ -248,9 +250,109 @@ pub fn is_live(dir: &Path) -> bool {
     )
 }
 
-/// Checks the whole store in `dir`. `Err` only for I/O errors; what is wrong
-/// with the content is in `Report::problem`.
+/// Checks the whole store in `dir` on every core. `Err` only for I/O errors;
+/// what is wrong with the content is in `Report::problem`.
 pub fn verify(dir: &Path, pubkey: Option<&PublicKey>) -> Result<Report> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    verify_with(dir, pubkey, cores)
+}
+
+/// How the hashing is spread over threads.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    threads: usize,
+    /// Lines read ahead and hashed together: big enough that a thread per
+    /// part costs nothing next to hashing it.
+    batch_bytes: usize,
+    /// Below this many lines a batch is hashed on the calling thread.
+    min_parallel_lines: usize,
+}
+
+impl Tuning {
+    fn threads(threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+            batch_bytes: 8 << 20,
+            min_parallel_lines: 256,
+        }
+    }
+}
+
+/// A line taken apart, and whether its hash matched.
+type Checked<'a> = (Result<Line<'a>, Malformed>, bool);
+
+/// Complete lines of one segment, copied out of the read buffer.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// start and end in `bytes`, line number, file offset
+    lines: Vec<(usize, usize, u64, u64)>,
+}
+
+impl Batch {
+    fn push(&mut self, line: &segment::LineAt<'_>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(line.bytes);
+        self.lines
+            .push((start, self.bytes.len(), line.number, line.offset));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lines.clear();
+    }
+
+    /// Each line parsed, and whether its hash matches its canonical bytes,
+    /// on up to `tuning.threads`.
+    fn hash_checks(&self, tuning: Tuning) -> Vec<Checked<'_>> {
+        let check = |part: &[(usize, usize, u64, u64)]| -> Vec<Checked<'_>> {
+            part.iter()
+                .map(|&(a, b, _, _)| {
+                    let line = parse_line(&self.bytes[a..b]);
+                    let ok = line.as_ref().is_ok_and(Line::hash_matches);
+                    (line, ok)
+                })
+                .collect()
+        };
+        if tuning.threads <= 1 || self.lines.len() < tuning.min_parallel_lines {
+            return check(&self.lines);
+        }
+        let per = self.lines.len().div_ceil(tuning.threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = self
+                .lines
+                .chunks(per)
+                .map(|part| scope.spawn(move || check(part)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("a hashing thread panicked"))
+                .collect()
+        })
+    }
+
+    /// Hashes the batch, then walks it in order; false at the first problem
+    /// (left in `walk.problem`).
+    fn walk(&mut self, walk: &mut Walk, tuning: Tuning, hint: &Option<String>) -> bool {
+        let checks = self.hash_checks(tuning);
+        for (&(a, b, number, offset), checked) in self.lines.iter().zip(checks) {
+            let hint = (number == 1).then(|| hint.clone()).flatten();
+            if let Err(p) = walk.step(number, offset, &self.bytes[a..b], hint, checked) {
+                walk.problem = Some(p);
+                return false;
+            }
+        }
+        self.clear();
+        true
+    }
+}
+
+/// [`verify`] with SHA-256 on at most `threads` threads (1: all on this one).
+pub fn verify_with(dir: &Path, pubkey: Option<&PublicKey>, threads: usize) -> Result<Report> {
+    verify_tuned(dir, pubkey, Tuning::threads(threads))
+}
+
+fn verify_tuned(dir: &Path, pubkey: Option<&PublicKey>, tuning: Tuning) -> Result<Report> {
     let started = Instant::now();
     let live = is_live(dir);
     let segments = segment::list(dir).with_context(|| format!("listing {}", dir.display()))?;
@@ -276,21 +378,19 @@ pub fn verify(dir: &Path, pubkey: Option<&PublicKey>) -> Result<Report> {
             _ => None,
         };
         walk.segment = seg.name.clone();
+        let mut batch = Batch::default();
         let end = scan_lines(&mut file, 0, 1, |line| {
-            match walk.step(
-                line.number,
-                line.offset,
-                line.bytes,
-                (line.number == 1).then(|| hint.clone()).flatten(),
-            ) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(p) => {
-                    walk.problem = Some(p);
-                    ControlFlow::Break(())
-                }
+            batch.push(&line);
+            if batch.bytes.len() < tuning.batch_bytes || batch.walk(&mut walk, tuning, &hint) {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
         })
         .with_context(|| format!("reading {}", seg.path.display()))?;
+        if walk.problem.is_none() {
+            batch.walk(&mut walk, tuning, &hint);
+        }
         if walk.problem.is_some() {
             break;
         }
@@ -376,8 +476,9 @@ impl Walk {
         offset: u64,
         bytes: &[u8],
         hint: Option<String>,
+        (parsed, hash_ok): Checked<'_>,
     ) -> Result<(), Problem> {
-        let (line, link) = follow(self.last.as_ref(), bytes).map_err(|why| {
+        let (line, link) = follow_parsed(self.last.as_ref(), parsed, hash_ok).map_err(|why| {
             let seq = crate::audit::chain::parse_line(bytes).ok().map(|l| l.seq);
             Problem::Broken {
                 at: self.location(number, offset, seq),
@@ -598,12 +699,49 @@ mod tests {
             .collect()
     }
 
+    /// Batches of a few lines hashed on three threads: the parallel path
+    /// on a store of a few dozen records.
+    const TINY_BATCHES: Tuning = Tuning {
+        threads: 3,
+        batch_bytes: 2000,
+        min_parallel_lines: 1,
+    };
+
+    /// The problem verify finds, the same on one thread and in parallel.
     fn problem(dir: &Path) -> Problem {
-        let report = verify(dir, None).unwrap();
+        let report = verify_with(dir, None, 1).unwrap();
+        let parallel = verify_tuned(dir, None, TINY_BATCHES).unwrap();
+        assert_eq!(report.problem, parallel.problem, "one thread vs parallel");
         match report.problem.clone() {
             Some(p) => p,
             None => panic!("tamper not detected:\n{report}"),
         }
+    }
+
+    #[test]
+    fn parallel_hashing_agrees_with_one_thread_on_a_large_store() {
+        let dir = tempfile::tempdir().unwrap();
+        write_store(dir.path(), 3000, crate::audit::StoreConfig::default());
+        let one = verify_with(dir.path(), None, 1).unwrap();
+        assert!(one.ok(), "{one}");
+        for tuning in [Tuning::threads(4), TINY_BATCHES] {
+            let par = verify_tuned(dir.path(), None, tuning).unwrap();
+            assert!(par.ok(), "{par}");
+            assert_eq!(
+                (par.records, par.checkpoints),
+                (one.records, one.checkpoints)
+            );
+        }
+        // a changed byte deep inside a batch is named the same way
+        let seg = &segs(dir.path())[0];
+        let mut ls = lines(seg);
+        let pos = ls[2500].iter().position(|&b| b == b'"').unwrap() + 20;
+        ls[2500][pos] ^= 1;
+        fs::write(seg, ls.concat()).unwrap();
+        let p = problem(dir.path());
+        assert_eq!(p.at().unwrap().line, 2501, "{p}");
+        let par = verify_with(dir.path(), None, 4).unwrap().problem;
+        assert_eq!(par.as_ref(), Some(&p));
     }
 
     fn pubkey(dir: &Path) -> PublicKey {
@@ -989,6 +1127,7 @@ mod tests {
             let expect_at = apply(dir.path(), &t);
             let report = verify(dir.path(), None).unwrap();
             let p = report.problem.clone();
+            prop_assert_eq!(&p, &verify_tuned(dir.path(), None, TINY_BATCHES).unwrap().problem);
             prop_assert!(p.is_some(), "{:?} not detected:\n{}", t, report);
             let p = p.unwrap();
             if let Some((segment, line)) = expect_at {
