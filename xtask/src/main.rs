@@ -56,6 +56,18 @@ enum Task {
     /// (internal) the engine benchmarks (audit store), run from an optimised build
     #[command(hide = true)]
     BenchEngines,
+    /// The masking engine alone: its accuracy and throughput report, or with
+    /// `--rounds` a fixed workload to profile (`valgrind --tool=callgrind`)
+    ///
+    /// `cargo run --release -p xtask -- bench-mask [--kind json|csv|notes] [--rounds N]`
+    BenchMask {
+        /// Only documents of this kind (with `--rounds`)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Mask the corpus this many times and print nothing but a checksum
+        #[arg(long)]
+        rounds: Option<usize>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +78,7 @@ fn main() -> Result<()> {
         Task::BenchWorker { kind, addr, n, mcp } => bench::worker_main(&kind, addr, n, &mcp),
         Task::BenchMcp => bench::mcp::run(),
         Task::BenchEngines => bench::engines(),
+        Task::BenchMask { kind, rounds } => bench::mask(kind.as_deref(), rounds),
     }
 }
 
