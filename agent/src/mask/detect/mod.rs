@@ -203,7 +203,10 @@ fn rank(e: &Entity) -> u8 {
 /// longest span, then the earliest; returns them sorted by position. (A
 /// validated MAC beats the "name" its first letters look like.)
 pub(crate) fn resolve(hits: &mut Hits) {
-    if hits.len() < 2 {
+    // Already in order and apart (a table's cells, most detectors' output):
+    // nothing to drop or sort.
+    let apart = |w: &[Hit]| !w[0].range.is_empty() && w[0].range.end <= w[1].range.start;
+    if hits.len() < 2 || (hits.windows(2).all(apart) && !hits[hits.len() - 1].range.is_empty()) {
         return;
     }
     hits.sort_by(|a, b| {
