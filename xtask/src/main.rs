@@ -59,6 +59,18 @@ enum Task {
     /// (internal) only the Presidio baseline of the engine benchmarks
     #[command(hide = true)]
     BenchPresidio,
+    /// The masking engine alone: its accuracy and throughput report, or with
+    /// `--rounds` a fixed workload to profile (`valgrind --tool=callgrind`)
+    ///
+    /// `cargo run --release -p xtask -- bench-mask [--kind json|csv|notes] [--rounds N]`
+    BenchMask {
+        /// Only documents of this kind (with `--rounds`)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Mask the corpus this many times and print nothing but a checksum
+        #[arg(long)]
+        rounds: Option<usize>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -70,6 +82,7 @@ fn main() -> Result<()> {
         Task::BenchMcp => bench::mcp::run(),
         Task::BenchEngines => bench::engines(),
         Task::BenchPresidio => bench::presidio::report(),
+        Task::BenchMask { kind, rounds } => bench::mask(kind.as_deref(), rounds),
     }
 }
 

@@ -963,8 +963,7 @@ pub fn mask_rate(docs: &[&Doc], min: Duration) -> f64 {
 /// by `cargo xtask bench`.
 pub fn bench_report() -> String {
     const SEED: u64 = BENCH_SEED;
-    const PER_KIND: usize = BENCH_PER_KIND;
-    let docs = generate(SEED, PER_KIND);
+    let docs = generate(SEED, BENCH_PER_KIND);
     let mut r = String::new();
     let total: usize = docs.iter().map(|d| d.bytes.len()).sum();
     let _ = writeln!(
@@ -1062,6 +1061,33 @@ pub fn bench_report() -> String {
         }
     );
     r
+}
+
+/// A fixed workload for profilers: masks the bench corpus's documents of
+/// `kind` (`json`, `csv`, `notes`; all when `None`) `rounds` times and
+/// returns the bytes produced.
+pub fn workload(kind: Option<&str>, rounds: usize) -> Result<usize, String> {
+    let kind = match kind {
+        None => None,
+        Some("json") => Some(DocKind::StructuredJson),
+        Some("csv") => Some(DocKind::StructuredCsv),
+        Some("notes") => Some(DocKind::Note),
+        Some(other) => return Err(format!("unknown kind {other:?} (json, csv or notes)")),
+    };
+    let docs = generate(BENCH_SEED, BENCH_PER_KIND);
+    let masker = Masker::new(Profile::safe_harbor(), b"bench".to_vec());
+    // Dictionaries and matchers are built on first use: not part of the
+    // workload.
+    for d in docs.iter().take(3) {
+        black_box(masker.mask_text(std::str::from_utf8(&d.bytes).expect("UTF-8")));
+    }
+    let mut out = 0;
+    for _ in 0..rounds {
+        for d in docs.iter().filter(|d| kind.is_none_or(|k| d.kind == k)) {
+            out += black_box(masker.mask_json_bytes(&d.bytes)).bytes.len();
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use memchr::{memchr, memchr2};
+use memchr::memchr2;
 
 use super::Masker;
 use super::action::plan_number;
@@ -17,8 +17,9 @@ use super::entity::{Counts, Entity};
 use super::fasthash::FastMap;
 use super::keys::applies;
 use super::media::{Media, MediaPolicy};
+use super::memo;
 use super::scope::{Mode, Scope};
-use super::text::StrCtx;
+use super::text::{StrCtx, looks_like_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JsonError {
@@ -33,6 +34,8 @@ pub(crate) enum JsonError {
 /// anything else as content throughout. `nesting` counts the documents
 /// enclosing this one.
 pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Counts), JsonError> {
+    // One memo of string plans for the message and the documents inside it.
+    let _walk = memo::begin(std::ptr::from_ref(m) as usize);
     let b = s.as_bytes();
     let rpc = nesting == 0 && memchr::memmem::find(b, b"\"jsonrpc\"").is_some();
     let mut w = Walker {
@@ -270,44 +273,34 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
     fn string(&mut self) -> Result<StrTok<'a>, JsonError> {
         let b = self.b;
         let start = self.pos;
-        let mut i = start + 1;
-        let mut escaped = false;
-        loop {
-            let Some(k) = memchr2(b'"', b'\\', &b[i..]) else {
-                return Err(JsonError::Syntax(b.len()));
-            };
-            if has_control(&b[i..i + k]) {
-                return Err(JsonError::Syntax(i));
-            }
-            i += k;
-            if b[i] == b'"' {
-                break;
-            }
-            escaped = true;
-            i += match b.get(i + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
-                Some(b'u')
-                    if b.get(i + 2..i + 6)
-                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-                {
-                    6
-                }
-                _ => return Err(JsonError::Syntax(i)),
-            };
-        }
-        self.pos = i + 1;
-        let content = &self.s[start + 1..i];
-        let (decoded, escapes) = if escaped {
-            let (d, e) = decode(content).ok_or(JsonError::Syntax(start))?;
-            (Cow::Owned(d), Some(e))
-        } else {
-            (Cow::Borrowed(content), None)
+        let i = start + 1;
+        let Some(k) = memchr2(b'"', b'\\', &b[i..]) else {
+            return Err(JsonError::Syntax(b.len()));
         };
-        Ok(StrTok {
-            range: start..i + 1,
-            decoded,
-            escapes,
-        })
+        if has_control(&b[i..i + k]) {
+            return Err(JsonError::Syntax(i));
+        }
+        if b[i + k] == b'"' {
+            // No escapes: the decoded text is the raw content.
+            self.pos = i + k + 1;
+            return Ok(StrTok {
+                range: start..i + k + 1,
+                decoded: Cow::Borrowed(&self.s[i..i + k]),
+                escapes: None,
+            });
+        }
+        match decode_token(self.s, start, i + k) {
+            Some((end, decoded, escapes)) => {
+                self.pos = end;
+                Ok(StrTok {
+                    range: start..end,
+                    decoded: Cow::Owned(decoded),
+                    escapes: Some(escapes),
+                })
+            }
+            // Rare: the exact error comes from the validating reader.
+            None => Err(string_error(b, start)),
+        }
     }
 
     fn object(
@@ -496,10 +489,23 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         };
         // Planned into a buffer kept across strings, then moved into place.
         let mut planned = std::mem::take(&mut self.planned);
-        if self
-            .m
-            .plan_string(&tok.decoded, &ctx, &mut planned, &mut self.counts)
-        {
+        let m = self.m;
+        let s: &str = &tok.decoded;
+        // Strings for the detectors are worth remembering; a key rule or an
+        // embedded document is planned directly.
+        let null = if rule.is_some() || looks_like_json(s) {
+            m.plan_string(s, &ctx, &mut planned, &mut self.counts)
+        } else {
+            let key = memo::Context {
+                mode,
+                null_ok: ctx.null_ok,
+            };
+            let owner = std::ptr::from_ref(m) as usize;
+            memo::plan_once(owner, s, key, &mut planned, &mut self.counts, |e, c| {
+                m.plan_string(s, &ctx, e, c)
+            })
+        };
+        if null {
             self.edits.push(Edit {
                 range: tok.range.clone(),
                 fill: Fill::Null,
@@ -525,29 +531,29 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
     }
 }
 
-/// A control character (which JSON strings must escape) in `seg`; a fold
-/// rather than `any` so the compiler vectorises it.
-fn has_control(seg: &[u8]) -> bool {
-    seg.chunks(64)
-        .any(|c| c.iter().fold(false, |acc, &b| acc | (b < 0x20)))
-}
-
-/// Decodes the content of a JSON string with escapes, and where each
-/// escape is. `None` for a lone surrogate.
-fn decode(raw: &str) -> Option<(String, Escapes)> {
-    let b = raw.as_bytes();
-    let mut out = String::with_capacity(b.len());
-    let mut escapes = Escapes::default();
-    let mut i = 0;
-    let hex4 = |at: usize| u32::from_str_radix(raw.get(at..at + 4)?, 16).ok();
-    while i < b.len() {
-        if b[i] != b'\\' {
-            let next = memchr(b'\\', &b[i..]).map_or(b.len(), |k| i + k);
-            out.push_str(&raw[i..next]);
-            i = next;
-            continue;
-        }
-        let (c, len) = match b[i + 1] {
+/// Reads the rest of the string token starting at `start` (its opening
+/// quote) whose first escape is at `first`, decoding as it goes: one pass,
+/// however many escapes (pretty JSON inside a string has one every few
+/// bytes). Returns the end of the token, its decoded text and its escapes;
+/// `None` for any error (see `string_error`).
+fn decode_token(s: &str, start: usize, first: usize) -> Option<(usize, String, Escapes)> {
+    let b = s.as_bytes();
+    let content = start + 1;
+    // At most the rest of the input; the first 64 KiB of it ahead of time.
+    let mut out = String::with_capacity((b.len() - content).min(1 << 16));
+    out.push_str(&s[content..first]);
+    let mut escapes = Escapes(Vec::with_capacity(16));
+    let mut i = first;
+    let hex4 = |at: usize| {
+        let h = b.get(at..at + 4)?;
+        h.iter()
+            .all(u8::is_ascii_hexdigit)
+            .then(|| u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+            .flatten()
+    };
+    loop {
+        // At a backslash.
+        let (c, len) = match *b.get(i + 1)? {
             b'"' => ('"', 2),
             b'\\' => ('\\', 2),
             b'/' => ('/', 2),
@@ -556,7 +562,7 @@ fn decode(raw: &str) -> Option<(String, Escapes)> {
             b'n' => ('\n', 2),
             b'r' => ('\r', 2),
             b't' => ('\t', 2),
-            _ => {
+            b'u' => {
                 let hi = hex4(i + 2)?;
                 if (0xD800..0xDC00).contains(&hi) {
                     if b.get(i + 6..i + 8) != Some(b"\\u") {
@@ -574,19 +580,86 @@ fn decode(raw: &str) -> Option<(String, Escapes)> {
                     (char::from_u32(hi)?, 6)
                 }
             }
+            _ => return None,
         };
-        escapes
-            .0
-            .push((out.len() as u32, i as u32, c.len_utf8() as u8, len as u8));
+        escapes.0.push((
+            out.len() as u32,
+            (i - content) as u32,
+            c.len_utf8() as u8,
+            len as u8,
+        ));
         out.push(c);
         i += len;
+        // The plain run up to the next quote, backslash or control byte:
+        // byte by byte while it is short (pretty JSON), by memchr after.
+        let run = i;
+        let short = b.len().min(i + 16);
+        while i < short && !matches!(b[i], b'"' | b'\\' | 0..0x20) {
+            i += 1;
+        }
+        if i == short {
+            let k = memchr2(b'"', b'\\', &b[i..])?;
+            if has_control(&b[i..i + k]) {
+                return None;
+            }
+            i += k;
+        }
+        out.push_str(s.get(run..i)?);
+        match b.get(i)? {
+            b'"' => return Some((i + 1, out, escapes)),
+            b'\\' => {}
+            _ => return None,
+        }
     }
-    Some((out, escapes))
+}
+
+/// Where the string token at `start` is not valid JSON (truncated, a
+/// control byte, a bad escape, a lone surrogate).
+fn string_error(b: &[u8], start: usize) -> JsonError {
+    let mut i = start + 1;
+    loop {
+        let Some(k) = memchr2(b'"', b'\\', &b[i..]) else {
+            return JsonError::Syntax(b.len());
+        };
+        if has_control(&b[i..i + k]) {
+            return JsonError::Syntax(i);
+        }
+        i += k;
+        if b[i] == b'"' {
+            // Every escape was well formed: a surrogate was not paired.
+            return JsonError::Syntax(start);
+        }
+        i += match b.get(i + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+            Some(b'u')
+                if b.get(i + 2..i + 6)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                6
+            }
+            _ => return JsonError::Syntax(i),
+        };
+    }
+}
+
+/// A control character (which JSON strings must escape) in `seg`; a fold
+/// rather than `any` so the compiler vectorises it.
+fn has_control(seg: &[u8]) -> bool {
+    seg.chunks(64)
+        .any(|c| c.iter().fold(false, |acc, &b| acc | (b < 0x20)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes the content of a JSON string that has an escape.
+    fn decode(raw: &str) -> Option<(String, Escapes)> {
+        let token = format!("\"{raw}\"");
+        let (end, decoded, escapes) = decode_token(&token, 0, token.find('\\')?)?;
+        assert_eq!(end, token.len());
+        Some((decoded, escapes))
+    }
 
     #[test]
     fn decode_maps_escapes() {
@@ -601,5 +674,20 @@ mod tests {
         assert_eq!(m.encoded(d.len()), 24);
         assert!(decode(r"\ud83d").is_none(), "lone surrogate");
         assert!(decode(r"\udc00x").is_none());
+    }
+
+    #[test]
+    fn string_errors_say_where() {
+        let m = Masker::new(crate::mask::Profile::safe_harbor(), b"k".to_vec());
+        let at = |s: &str| plan(&m, s, 0).err();
+        assert_eq!(at(r#"["a\n\q"]"#), Some(JsonError::Syntax(5)), "bad escape");
+        assert_eq!(at("[\"a\\n\u{1}\"]"), Some(JsonError::Syntax(5)), "control");
+        assert_eq!(
+            at(r#"["\ud800x"]"#),
+            Some(JsonError::Syntax(1)),
+            "surrogate"
+        );
+        assert_eq!(at(r#"["a\n"#), Some(JsonError::Syntax(5)), "truncated");
+        assert!(at(r#"["a\u00e9\"b"]"#).is_none());
     }
 }

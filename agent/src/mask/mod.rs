@@ -51,6 +51,7 @@ mod json;
 mod keys;
 mod labels;
 mod media;
+mod memo;
 mod profile;
 mod pseudonym;
 mod scope;

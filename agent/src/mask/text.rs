@@ -153,7 +153,7 @@ fn merge_unclaimed(claimed: Hits, found: Hits) -> Hits {
 }
 
 /// Starts with `{` or `[` and ends with `}` or `]`, ignoring whitespace.
-fn looks_like_json(s: &str) -> bool {
+pub(crate) fn looks_like_json(s: &str) -> bool {
     let t = s.trim_ascii();
     matches!(
         (t.as_bytes().first(), t.as_bytes().last()),

@@ -151,6 +151,19 @@ pub fn engines() -> Result<()> {
     presidio::report()
 }
 
+/// `xtask bench-mask`: the masking engine's report alone, or (`rounds`) a
+/// fixed workload over its corpus for a profiler.
+pub fn mask(kind: Option<&str>, rounds: Option<usize>) -> Result<()> {
+    match rounds {
+        None => println!("{}", mcp_warden::mask::bench_report()),
+        Some(n) => {
+            let masked = mcp_warden::mask::corpus::workload(kind, n).map_err(anyhow::Error::msg)?;
+            println!("{masked} bytes of masked output");
+        }
+    }
+    Ok(())
+}
+
 /// Runs one measuring loop as a child process inside `cg`, returns its JSON.
 fn worker(cg: &TestCgroup, kind: &str, addr: SocketAddr, n: u32) -> Result<Value> {
     worker_with(cg, kind, addr, n, &[])

@@ -206,6 +206,19 @@ pub(crate) fn resolve(hits: &mut Hits) {
     if hits.len() < 2 {
         return;
     }
+    // Hits that do not overlap (a table's cells, most detectors' output)
+    // only need ordering. The sort is stable, so hits that start together
+    // keep the order the full sort below relies on.
+    if !hits
+        .windows(2)
+        .all(|w| w[0].range.start <= w[1].range.start)
+    {
+        hits.sort_by_key(|h| h.range.start);
+    }
+    let apart = |w: &[Hit]| !w[0].range.is_empty() && w[0].range.end <= w[1].range.start;
+    if hits.windows(2).all(apart) && !hits[hits.len() - 1].range.is_empty() {
+        return;
+    }
     hits.sort_by(|a, b| {
         (
             rank(&a.entity),
