@@ -792,7 +792,7 @@ mod tests {
             "audit record not durable: disk full"
         );
         assert_eq!(review.masked(), 12);
-        assert_eq!(review.masked_by_entity[ENTITY_NOT_RECORDED], 12);
+        assert_eq!(review.masked_by_entity["name"], 12);
         let get_patient = review
             .targets
             .iter()
