@@ -300,10 +300,7 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
             threads,
         } => {
             let cfg = load(&config.config)?;
-            let key = pubkey
-                .as_deref()
-                .map(audit::PublicKey::read_file)
-                .transpose()?;
+            let key = read_pubkey(pubkey.as_deref())?;
             let report = match threads {
                 Some(n) => audit::verify::verify_with(&cfg.audit_dir(), key.as_ref(), n.into())?,
                 None => audit::verify(&cfg.audit_dir(), key.as_ref())?,
@@ -322,10 +319,7 @@ fn audit_command(cmd: AuditCommand) -> Result<ExitCode> {
             html,
         } => {
             let cfg = load(&config.config)?;
-            let key = pubkey
-                .as_deref()
-                .map(audit::PublicKey::read_file)
-                .transpose()?;
+            let key = read_pubkey(pubkey.as_deref())?;
             let (review, integrity) =
                 audit::write_report(&cfg.audit_dir(), &period.filter()?, key.as_ref(), &html)?;
             println!(
@@ -451,4 +445,9 @@ fn status(cfg: &Config, json: bool) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// `--pubkey FILE`: the auditor's copy of the signing key, when given.
+fn read_pubkey(path: Option<&std::path::Path>) -> Result<Option<audit::PublicKey>> {
+    path.map(audit::PublicKey::read_file).transpose()
 }

@@ -741,6 +741,9 @@ struct RawCredential {
 
 // ---- validation ------------------------------------------------------------
 
+/// A `[SECTION.NAME]` table: its name as written, the table, its dotted key.
+type NamedTable<'r, T> = (&'r Spanned<String>, &'r Spanned<T>, String);
+
 struct Source<'a> {
     text: &'a str,
     path: &'a Path,
@@ -1355,19 +1358,9 @@ impl Source<'_> {
         &self,
         raw: &BTreeMap<Spanned<String>, Spanned<MaskConfig>>,
     ) -> Result<BTreeMap<String, MaskConfig>, ConfigError> {
-        let mut tables: Vec<_> = raw.iter().collect();
-        tables.sort_by_key(|(name, _)| name.span().start);
         let mut out = BTreeMap::new();
-        for (name_v, table) in tables {
+        for (name_v, table, key) in self.named_tables(raw, "mask", "mask profile")? {
             let name = name_v.get_ref();
-            let key = format!("mask.{}", render_key(name));
-            if !valid_name(name) {
-                return Err(self.at(
-                    name_v,
-                    key,
-                    format!("invalid mask profile name {name:?} (expected 1-64 characters of A-Z, a-z, 0-9, ., _ and -)"),
-                ));
-            }
             if name == SAFE_HARBOR || name == MASK_OFF {
                 return Err(self.at(
                     name_v,
@@ -1393,24 +1386,41 @@ impl Source<'_> {
         Ok(out)
     }
 
+    /// The `[SECTION.NAME]` tables in file order (problems are reported in
+    /// the order they are written, not by name), each with its dotted key;
+    /// the first invalid name is an error.
+    fn named_tables<'r, T>(
+        &self,
+        raw: &'r BTreeMap<Spanned<String>, Spanned<T>>,
+        section: &str,
+        what: &str,
+    ) -> Result<Vec<NamedTable<'r, T>>, ConfigError> {
+        let mut tables: Vec<_> = raw.iter().collect();
+        tables.sort_by_key(|(name, _)| name.span().start);
+        tables
+            .into_iter()
+            .map(|(name_v, table)| {
+                let name = name_v.get_ref();
+                let key = format!("{section}.{}", render_key(name));
+                if !valid_name(name) {
+                    return Err(self.at(
+                        name_v,
+                        key,
+                        format!("invalid {what} name {name:?} (expected 1-64 characters of A-Z, a-z, 0-9, ., _ and -)"),
+                    ));
+                }
+                Ok((name_v, table, key))
+            })
+            .collect()
+    }
+
     fn credentials(
         &self,
         raw: &BTreeMap<Spanned<String>, Spanned<RawCredential>>,
     ) -> Result<BTreeMap<String, CredentialSpec>, ConfigError> {
-        // Report problems in file order, not name order.
-        let mut tables: Vec<_> = raw.iter().collect();
-        tables.sort_by_key(|(name, _)| name.span().start);
         let mut out = BTreeMap::new();
-        for (name_v, table) in tables {
+        for (name_v, table, key) in self.named_tables(raw, "credential", "credential")? {
             let name = name_v.get_ref();
-            let key = format!("credential.{}", render_key(name));
-            if !valid_name(name) {
-                return Err(self.at(
-                    name_v,
-                    key,
-                    format!("invalid credential name {name:?} (expected 1-64 characters of A-Z, a-z, 0-9, ., _ and -)"),
-                ));
-            }
             let r = table.get_ref();
             let sub = |k: &str| format!("{key}.{k}");
 

@@ -59,17 +59,24 @@ pub fn run(bin: &Path) -> Result<()> {
         ca.display()
     );
 
+    // the legacy script: SDK 2.x in the cgroup, with its stale key, trusting the host CA
+    let script = |calls: &str| {
+        ClientRun {
+            sdk: "mcp2",
+            url: format!("https://{target}/mcp"),
+            token: LEFTOVER,
+            ca_file: &ca,
+            era: "handshake",
+            transport: "streamable-http",
+            calls,
+        }
+        .run(Some(&clients))
+    };
+
     step("A legacy script in the cgroup, with a stale key, calls tools: intercepted");
-    let result = ClientRun {
-        sdk: "mcp2",
-        url: format!("https://{target}/mcp"),
-        token: LEFTOVER,
-        ca_file: &ca,
-        era: "handshake",
-        transport: "streamable-http",
-        calls: r#"[{"tool":"echo","arguments":{"text":"hello from the legacy script"}},{"tool":"add","arguments":{"a":2,"b":40}}]"#,
-    }
-    .run(Some(&clients));
+    let result = script(
+        r#"[{"tool":"echo","arguments":{"text":"hello from the legacy script"}},{"tool":"add","arguments":{"a":2,"b":40}}]"#,
+    );
     println!(
         "protocol {}   tools {}",
         result["protocol_version"], result["tools"]
@@ -99,16 +106,8 @@ pub fn run(bin: &Path) -> Result<()> {
     );
 
     step("The server answers with patient rows: the script gets them masked (HIPAA Safe Harbor)");
-    let rows = ClientRun {
-        sdk: "mcp2",
-        url: format!("https://{target}/mcp"),
-        token: LEFTOVER,
-        ca_file: &ca,
-        era: "handshake",
-        transport: "streamable-http",
-        calls: r#"[{"tool":"patients","arguments":{}},{"tool":"patients_csv","arguments":{}}]"#,
-    }
-    .run(Some(&clients));
+    let rows =
+        script(r#"[{"tool":"patients","arguments":{}},{"tool":"patients_csv","arguments":{}}]"#);
     let structured = &rows["results"][0]["structuredContent"]["patients"][0];
     println!("patients -> structuredContent row 1: {structured}");
     println!(

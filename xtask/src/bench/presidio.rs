@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use mcp_warden::mask::corpus::{self, Doc, DocKind};
+use mcp_warden::mask::corpus::{self, Doc};
 use serde_json::Value;
 
 /// Documents per kind Presidio sees by default (a prefix of the corpus
@@ -158,13 +158,7 @@ fn table(docs: &[Doc], peer: &Value) -> String {
         "{:<10} {:>8} {:>14} {:>13} {:>8}",
         "kind", "MB", "mcp-warden MB/s", "Presidio MB/s", "ratio"
     );
-    for kind in [
-        DocKind::StructuredJson,
-        DocKind::StructuredCsv,
-        DocKind::Note,
-    ] {
-        let of_kind: Vec<&Doc> = docs.iter().filter(|d| d.kind == kind).collect();
-        let mb = of_kind.iter().map(|d| d.bytes.len()).sum::<usize>() as f64 / 1e6;
+    for (kind, of_kind, mb) in corpus::by_kind(docs) {
         let ours = corpus::mask_rate(&of_kind, Duration::from_millis(1500));
         let theirs = peer["mb_per_s"][kind.name()].as_f64().unwrap_or(f64::NAN);
         let _ = writeln!(
