@@ -58,10 +58,12 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], words: &[Range<usize>], 
     }
 }
 
+/// The number a digit run spells; saturating, since a long run (a float's
+/// mantissa) is never a valid date part anyway.
 fn value(b: &[u8], r: &Range<usize>) -> u32 {
-    b[r.clone()]
-        .iter()
-        .fold(0, |v, d| v * 10 + u32::from(d - b'0'))
+    b[r.clone()].iter().fold(0u32, |v, d| {
+        v.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+    })
 }
 
 fn days_in(month: u32) -> u32 {
@@ -341,6 +343,10 @@ mod tests {
 
     #[test]
     fn numeric_near_misses() {
+        assert!(
+            dates("5.4235577322364771e-110").is_empty(),
+            "a float, and no overflow"
+        );
         assert!(dates("13/14/1980").is_empty(), "no month 13 either way");
         assert!(dates("02/30/1980").is_empty(), "no February 30");
         assert!(dates("03/14-1980").is_empty(), "mixed separators");
