@@ -19,7 +19,7 @@ use super::keys::applies;
 use super::media::{Media, MediaPolicy};
 use super::memo;
 use super::scope::{Mode, Scope};
-use super::text::{StrCtx, looks_like_json};
+use super::text::{MAX_EMBEDDED, StrCtx, looks_like_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JsonError {
@@ -45,6 +45,7 @@ pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Co
         pos: 0,
         depth: 0,
         nesting,
+        escaped: false,
         edits: Vec::new(),
         counts: Counts::default(),
         rules: FastMap::default(),
@@ -70,6 +71,9 @@ pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Co
 struct StrTok<'a> {
     /// The whole token, quotes included.
     range: Range<usize>,
+    /// Where its content starts: after `"`, or after `\"` for a string of
+    /// a document walked inside a string (see `Walker::escaped`).
+    content_start: usize,
     decoded: Cow<'a, str>,
     /// Where decoded and encoded offsets part, when the token has escapes.
     escapes: Option<Escapes>,
@@ -77,7 +81,11 @@ struct StrTok<'a> {
 
 impl StrTok<'_> {
     fn content_start(&self) -> usize {
-        self.range.start + 1
+        self.content_start
+    }
+
+    fn content_end(&self) -> usize {
+        self.range.end - (self.content_start - self.range.start)
     }
 
     /// The offset in the message of decoded byte `i` (on a character
@@ -131,6 +139,9 @@ struct Walker<'m, 'a> {
     pos: usize,
     depth: usize,
     nesting: usize,
+    /// Walking a document inside a JSON string over its encoded bytes:
+    /// quotes are `\"` and `\n`, `\r`, `\t` are whitespace.
+    escaped: bool,
     edits: Vec<Edit>,
     counts: Counts,
     /// Key → its own rule, for this walk: rows repeat the same keys.
@@ -145,8 +156,18 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
     }
 
     fn ws(&mut self) {
-        while self.pos < self.b.len() && matches!(self.b[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
-            self.pos += 1;
+        let b = self.b;
+        loop {
+            match b.get(self.pos) {
+                Some(b' ' | b'\t' | b'\n' | b'\r') if !self.escaped => self.pos += 1,
+                Some(b' ') => self.pos += 1,
+                Some(b'\\')
+                    if self.escaped && matches!(b.get(self.pos + 1), Some(b'n' | b'r' | b't')) =>
+                {
+                    self.pos += 2;
+                }
+                _ => return,
+            }
         }
     }
 
@@ -204,7 +225,10 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 self.array(scope, rule)?;
                 Ok(Verdict::Keep)
             }
-            Some(b'"') => {
+            Some(b'"' | b'\\') if self.at_string() => {
+                if !self.escaped && rule.is_none() && self.embedded(scope) {
+                    return Ok(Verdict::Keep);
+                }
                 let tok = self.string()?;
                 self.mask_string(&tok, scope, rule);
                 Ok(Verdict::Keep)
@@ -270,14 +294,24 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         Ok(start..i)
     }
 
+    /// At the start of a string token: `"`, or `\"` in an escaped walk.
+    fn at_string(&self) -> bool {
+        match self.b.get(self.pos) {
+            Some(b'"') => !self.escaped,
+            Some(b'\\') => self.escaped && self.b.get(self.pos + 1) == Some(&b'"'),
+            _ => false,
+        }
+    }
+
     fn string(&mut self) -> Result<StrTok<'a>, JsonError> {
+        if self.escaped {
+            return self.escaped_string();
+        }
         let b = self.b;
         let start = self.pos;
         let i = start + 1;
-        let Some(k) = memchr2(b'"', b'\\', &b[i..]) else {
-            return Err(JsonError::Syntax(b.len()));
-        };
-        if has_control(&b[i..i + k]) {
+        let k = plain_run(b, i).ok_or(JsonError::Syntax(b.len()))?;
+        if b[i + k] < 0x20 {
             return Err(JsonError::Syntax(i));
         }
         if b[i + k] == b'"' {
@@ -285,6 +319,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             self.pos = i + k + 1;
             return Ok(StrTok {
                 range: start..i + k + 1,
+                content_start: i,
                 decoded: Cow::Borrowed(&self.s[i..i + k]),
                 escapes: None,
             });
@@ -294,6 +329,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 self.pos = end;
                 Ok(StrTok {
                     range: start..end,
+                    content_start: i,
                     decoded: Cow::Owned(decoded),
                     escapes: Some(escapes),
                 })
@@ -301,6 +337,73 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             // Rare: the exact error comes from the validating reader.
             None => Err(string_error(b, start)),
         }
+    }
+
+    /// A string of a document inside a string, `\"…\"`, whose content holds
+    /// no escape of its own: its decoded text is then its raw bytes. Any
+    /// other string (an inner escape, a bare `"` that would end the outer
+    /// string) fails the escaped walk, and the slow path takes over.
+    fn escaped_string(&mut self) -> Result<StrTok<'a>, JsonError> {
+        let b = self.b;
+        let start = self.pos;
+        let i = start + 2;
+        let k = plain_run(b, i).ok_or(JsonError::Syntax(b.len()))?;
+        if b[i + k] != b'\\' || b.get(i + k + 1) != Some(&b'"') {
+            return Err(JsonError::Syntax(i + k));
+        }
+        self.pos = i + k + 2;
+        Ok(StrTok {
+            range: start..self.pos,
+            content_start: i,
+            decoded: Cow::Borrowed(&self.s[i..i + k]),
+            escapes: None,
+        })
+    }
+
+    /// A string holding one whole JSON document (SDKs put a pretty copy of
+    /// `structuredContent` into `content[0].text`), walked over its encoded
+    /// bytes: no decoded copy, and edits land where they stand. It works
+    /// only while the document's own strings need no unescaping; otherwise
+    /// (or when the string is not one whole document) it returns false
+    /// having planned nothing, and the string is decoded and planned as
+    /// usual, which reaches the same result.
+    fn embedded(&mut self, scope: Scope) -> bool {
+        if scope.mode() != Some(Mode::Full) || self.nesting >= MAX_EMBEDDED {
+            return false;
+        }
+        let start = self.pos;
+        let mut inner = Walker {
+            m: self.m,
+            s: self.s,
+            b: self.b,
+            pos: start + 1,
+            depth: 0,
+            nesting: self.nesting + 1,
+            escaped: true,
+            edits: Vec::new(),
+            counts: Counts::default(),
+            rules: std::mem::take(&mut self.rules),
+            planned: std::mem::take(&mut self.planned),
+        };
+        inner.ws();
+        let whole = matches!(inner.b.get(inner.pos), Some(b'{' | b'['))
+            && inner.value(Scope::Content, None, false).is_ok()
+            && {
+                inner.ws();
+                inner.b.get(inner.pos) == Some(&b'"')
+            };
+        self.rules = std::mem::take(&mut inner.rules);
+        self.planned = std::mem::take(&mut inner.planned);
+        if !whole {
+            return false;
+        }
+        inner.edits.sort_by_key(|e| e.range.start);
+        // Offsets are already the message's; fills holding quotes get them
+        // escaped, as for any document inside a string.
+        lift(inner.edits, |i| i, &mut self.edits);
+        self.counts.merge(&inner.counts);
+        self.pos = inner.pos + 1;
+        true
     }
 
     fn object(
@@ -322,7 +425,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         }
         loop {
             self.ws();
-            if self.b.get(self.pos) != Some(&b'"') {
+            if !self.at_string() {
                 return self.err();
             }
             let key = self.string()?;
@@ -332,7 +435,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             let key = key.decoded;
             let child = scope.child(&key);
             let child_rule = self.rule(child, &key, rule);
-            let is_string = self.b.get(self.pos) == Some(&b'"');
+            let is_string = self.at_string();
             let media_field = scope.is_content() && is_string;
             if media_field && (key == "data" || key == "blob") {
                 let tok = self.string()?;
@@ -384,7 +487,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                             .mask_blob(&tok.decoded, self.nesting, &mut self.counts)
                     {
                         self.edits
-                            .push(Edit::text(tok.content_start()..tok.range.end - 1, b64));
+                            .push(Edit::text(tok.content_start()..tok.content_end(), b64));
                     }
                     continue;
                 }
@@ -642,6 +745,45 @@ fn string_error(b: &[u8], start: usize) -> JsonError {
     }
 }
 
+/// The length of the run from `i` up to the first `"`, `\\` or control
+/// byte (which ends or breaks a JSON string); `None` when there is none.
+/// Eight bytes at a time while the run is short (most keys and values),
+/// by memchr after.
+fn plain_run(b: &[u8], i: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut j = i;
+    let short = b.len().min(i + 32);
+    while j + 8 <= short {
+        let w = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
+        // The high bit of each byte that is zero after the xor (a quote or
+        // backslash) or below 0x20: exact for the lowest such byte, which
+        // is all that is read.
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let slash = w ^ (ONES * u64::from(b'\\'));
+        let stop = (quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (w.wrapping_sub(ONES * 0x20) & !w);
+        let stop = stop & HIGH;
+        if stop != 0 {
+            return Some(j - i + (stop.trailing_zeros() / 8) as usize);
+        }
+        j += 8;
+    }
+    while j < short {
+        if matches!(b[j], b'"' | b'\\' | 0..0x20) {
+            return Some(j - i);
+        }
+        j += 1;
+    }
+    let k = memchr2(b'"', b'\\', &b[j..]).unwrap_or(b.len() - j);
+    let seg = &b[j..j + k];
+    if has_control(seg) {
+        return seg.iter().position(|&c| c < 0x20).map(|c| j - i + c);
+    }
+    (j + k < b.len()).then_some(j - i + k)
+}
+
 /// A control character (which JSON strings must escape) in `seg`; a fold
 /// rather than `any` so the compiler vectorises it.
 fn has_control(seg: &[u8]) -> bool {
@@ -674,6 +816,30 @@ mod tests {
         assert_eq!(m.encoded(d.len()), 24);
         assert!(decode(r"\ud83d").is_none(), "lone surrogate");
         assert!(decode(r"\udc00x").is_none());
+    }
+
+    /// The word-at-a-time scan stops where a byte-by-byte one does, at
+    /// every offset and length (stops placed around the 8-byte steps).
+    #[test]
+    fn plain_run_stops_at_the_first_stop_byte() {
+        let naive = |b: &[u8], i: usize| {
+            b[i..]
+                .iter()
+                .position(|c| matches!(c, b'"' | b'\\' | 0..0x20))
+        };
+        for len in 0..70 {
+            for stop_at in 0..=len {
+                for stop in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                    let mut b: Vec<u8> = (0..len).map(|k| b"a\x80~ !#[]\xff"[k % 9]).collect();
+                    if stop_at < len {
+                        b[stop_at] = stop;
+                    }
+                    for i in 0..len.min(9) {
+                        assert_eq!(plain_run(&b, i), naive(&b, i), "{b:?} from {i}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
