@@ -15,6 +15,12 @@
 //! `bench-worker mcp` child ([`client`]), which checks every response. Each
 //! worker run reports p50/p99 of sequential calls on one kept-alive connection
 //! and the request rate of [`CONNS`] concurrent kept-alive connections.
+//!
+//! A second table shows what masking costs per call: the `patients` tool
+//! answers with synthetic patient rows (one document of the masking corpus:
+//! `structuredContent` and the SDK's pretty text copy of it), direct,
+//! through the agent with the default safe-harbor profile, and through a
+//! second endpoint with `mask = "off"`.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -67,6 +73,42 @@ pub struct McpWorkerArgs {
     /// Concurrent kept-alive connections for the request rate
     #[arg(long, default_value_t = CONNS)]
     pub conns: u32,
+    /// Tool to call: `lookup` (answers "ok") or `patients` (patient rows)
+    #[arg(long, default_value = "lookup")]
+    pub tool: String,
+    /// `patients` only: expect the rows masked (no identifier of the payload
+    /// in the response) rather than exactly as the upstream sent them
+    #[arg(long)]
+    pub masked: bool,
+}
+
+/// The `patients` tool's result: the first structured-rows document of the
+/// masking corpus (seeded, so upstream and client build the same one).
+fn patients_result() -> &'static Value {
+    static RESULT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    RESULT.get_or_init(|| {
+        let doc = mcp_warden::mask::corpus::generate(mcp_warden::mask::corpus::BENCH_SEED, 1)
+            .into_iter()
+            .find(|d| d.kind == mcp_warden::mask::corpus::DocKind::StructuredJson)
+            .expect("the corpus has structured rows");
+        let mut msg: Value = serde_json::from_slice(&doc.bytes).expect("corpus JSON");
+        msg["result"].take()
+    })
+}
+
+/// The identifiers in [`patients_result`]'s rows (the values of its
+/// identifier columns), none of which a masked response may hold.
+fn patient_identifiers() -> Vec<String> {
+    patients_result()["structuredContent"]["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| {
+            ["patient_name", "ssn", "phone", "email", "member_id", "mrn"]
+                .into_iter()
+                .filter_map(|k| row[k].as_str().map(str::to_owned))
+        })
+        .collect()
 }
 
 /// `xtask bench-mcp`: sets up upstream, agent and nginx, runs the rounds,
@@ -79,6 +121,8 @@ pub fn run() -> Result<()> {
     );
     let pki = TestPki::new(Ipv4Addr::LOCALHOST.into());
     let upstream = Upstream::start(&pki, SERVER_TOKEN)?;
+    // the same server again, behind an endpoint that does not mask
+    let unmasked = Upstream::start(&pki, SERVER_TOKEN)?;
     let secrets = tempfile::Builder::new()
         .prefix("mcp-warden-bench-")
         .tempdir()?;
@@ -93,6 +137,15 @@ pub fn run() -> Result<()> {
             "bench-mcp",
             &[upstream.addr.to_string()],
             &[upstream_ca.as_str(), "credential = \"upstream\""],
+        )
+        .mcp_endpoint(
+            "bench-mcp-unmasked",
+            &[unmasked.addr.to_string()],
+            &[
+                upstream_ca.as_str(),
+                "credential = \"upstream\"",
+                "mask = \"off\"",
+            ],
         )
         .toml(&format!(
             "[credential.upstream]\nkind = \"bearer\"\nfile = {:?}\n",
@@ -115,6 +168,7 @@ pub fn run() -> Result<()> {
 
     let test_ca = pki.ca.as_os_str();
     let mut rounds = Vec::new();
+    let mut phi_rounds = Vec::new();
     let mut via_agent = 0;
     for round in 1..=ROUNDS {
         eprintln!("mcp round {round}/{ROUNDS}");
@@ -125,6 +179,7 @@ pub fn run() -> Result<()> {
             upstream.addr,
             test_ca,
             SERVER_TOKEN,
+            &[],
         )?;
         let warden = measure(
             &upstream,
@@ -133,11 +188,18 @@ pub fn run() -> Result<()> {
             upstream.addr,
             agent_ca.as_os_str(),
             LEFTOVER,
+            &[],
         )?;
         via_agent += warden["requests"].as_u64().unwrap_or(0);
         let via_nginx = match &nginx {
             Some(n) => Some(measure(
-                &upstream, "nginx", &bare, n.addr, test_ca, LEFTOVER,
+                &upstream,
+                "nginx",
+                &bare,
+                n.addr,
+                test_ca,
+                LEFTOVER,
+                &[],
             )?),
             None => None,
         };
@@ -145,6 +207,49 @@ pub fn run() -> Result<()> {
             direct,
             warden,
             nginx: via_nginx,
+        });
+
+        let patients = |masked: bool| -> Vec<&OsStr> {
+            let mut flags: Vec<&OsStr> = vec!["--tool".as_ref(), "patients".as_ref()];
+            if masked {
+                flags.push("--masked".as_ref());
+            }
+            flags
+        };
+        let direct = measure(
+            &upstream,
+            "patients direct",
+            &bare,
+            upstream.addr,
+            test_ca,
+            SERVER_TOKEN,
+            &patients(false),
+        )?;
+        let masked = measure(
+            &upstream,
+            "patients masked",
+            &attached,
+            upstream.addr,
+            agent_ca.as_os_str(),
+            LEFTOVER,
+            &patients(true),
+        )?;
+        let off = measure(
+            &unmasked,
+            "patients mask=off",
+            &attached,
+            unmasked.addr,
+            agent_ca.as_os_str(),
+            LEFTOVER,
+            &patients(false),
+        )?;
+        for v in [&masked, &off] {
+            via_agent += v["requests"].as_u64().unwrap_or(0);
+        }
+        phi_rounds.push(PhiRound {
+            direct,
+            masked,
+            off,
         });
     }
 
@@ -161,19 +266,22 @@ pub fn run() -> Result<()> {
     drop(nginx);
 
     print_table(&rounds);
+    print_phi_table(&phi_rounds);
     println!(
         "\n({} audit records written by the agent for {via_agent} tools/call requests; \
          upstream served {} calls, 401s: {}; the agent forwards a tools/call only once \
          its request record is fdatasync'd, so the disk under $TMPDIR is in its column)",
         records.len(),
-        upstream.stats.ok.load(Ordering::Relaxed),
-        upstream.stats.unauthorized.load(Ordering::Relaxed),
+        upstream.stats.ok.load(Ordering::Relaxed) + unmasked.stats.ok.load(Ordering::Relaxed),
+        upstream.stats.unauthorized.load(Ordering::Relaxed)
+            + unmasked.stats.unauthorized.load(Ordering::Relaxed),
     );
     Ok(())
 }
 
-/// One worker run by `path`, checked against the upstream's counters: every
-/// call it made arrived once, with the right token.
+/// One worker run by `path` with worker `flags` (`--tool`, `--masked`),
+/// checked against the upstream's counters: every call it made arrived
+/// once, with the right token.
 fn measure(
     upstream: &Upstream,
     path: &str,
@@ -181,24 +289,21 @@ fn measure(
     addr: SocketAddr,
     ca: &OsStr,
     token: &str,
+    flags: &[&OsStr],
 ) -> Result<Value> {
     let (ok0, unauth0, bad0) = upstream.stats.snapshot();
     let conns = CONNS.to_string();
-    let v = super::worker_with(
-        cg,
-        "mcp",
-        addr,
-        CALLS,
-        &[
-            "--ca".as_ref(),
-            ca,
-            "--token".as_ref(),
-            token.as_ref(),
-            "--conns".as_ref(),
-            conns.as_ref(),
-        ],
-    )
-    .with_context(|| format!("the {path} path"))?;
+    let mut args: Vec<&OsStr> = vec![
+        "--ca".as_ref(),
+        ca,
+        "--token".as_ref(),
+        token.as_ref(),
+        "--conns".as_ref(),
+        conns.as_ref(),
+    ];
+    args.extend_from_slice(flags);
+    let v = super::worker_with(cg, "mcp", addr, CALLS, &args)
+        .with_context(|| format!("the {path} path"))?;
     let (ok1, unauth1, bad1) = upstream.stats.snapshot();
     if unauth1 > unauth0 {
         bail!(
@@ -227,10 +332,20 @@ struct Round {
     nginx: Option<Value>,
 }
 
+/// What each worker run reports, with its label.
+const FIGURES: [(&str, &str); 3] = [
+    ("p50_us", "tools/call p50 µs"),
+    ("p99_us", "tools/call p99 µs"),
+    ("rps", "tools/call req/s (4 conns)"),
+];
+
+/// The median over `rounds` of what `pick` reads (rounds without it skipped).
+fn median_of<R>(rounds: &[R], pick: impl Fn(&R) -> Option<f64>) -> f64 {
+    super::median(&rounds.iter().filter_map(pick).collect::<Vec<f64>>())
+}
+
 fn print_table(rounds: &[Round]) {
-    let med = |pick: &dyn Fn(&Round) -> Option<f64>| {
-        super::median(&rounds.iter().filter_map(pick).collect::<Vec<f64>>())
-    };
+    let med = |pick: &dyn Fn(&Round) -> Option<f64>| median_of(rounds, pick);
     println!(
         "\nMCP tools/call, TLS on both sides, kept-alive, loopback \
          (median of {ROUNDS} alternating rounds; {CALLS} sequential calls, {CONNS} conns × {CALLS} calls)\n"
@@ -240,11 +355,7 @@ fn print_table(rounds: &[Round]) {
         "measure", "direct", "mcp-warden", "nginx", "warden/direct", "nginx/direct"
     );
     let mut added = Vec::new();
-    for (key, label) in [
-        ("p50_us", "tools/call p50 µs (TLS both sides)"),
-        ("p99_us", "tools/call p99 µs"),
-        ("rps", "tools/call req/s (4 conns)"),
-    ] {
+    for (key, label) in FIGURES {
         let d = med(&|r| r.direct[key].as_f64());
         let w = med(&|r| r.warden[key].as_f64());
         let n = med(&|r| r.nginx.as_ref().and_then(|v| v[key].as_f64()));
@@ -261,6 +372,43 @@ fn print_table(rounds: &[Round]) {
     for (key, w, n) in added {
         let label = format!("added {} µs (via − direct)", &key[..3]);
         println!("{label:<34} {:>10} {w:>11.1} {:>10}", "", opt(n, 1));
+    }
+}
+
+/// One round of the `patients` calls, by path.
+struct PhiRound {
+    direct: Value,
+    masked: Value,
+    off: Value,
+}
+
+fn print_phi_table(rounds: &[PhiRound]) {
+    let med = |pick: &dyn Fn(&PhiRound) -> Option<f64>| median_of(rounds, pick);
+    let result = patients_result();
+    let rows = result["structuredContent"]["rows"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let bytes = json!({"jsonrpc": "2.0", "id": 1, "result": result})
+        .to_string()
+        .len();
+    println!(
+        "\nMCP tools/call returning {rows} synthetic patient rows ({:.1} KB: structuredContent and \
+         its pretty text copy), same setup; masked = the default safe-harbor profile\n",
+        bytes as f64 / 1024.0
+    );
+    println!(
+        "{:<34} {:>10} {:>11} {:>11} {:>14} {:>14}",
+        "measure", "direct", "mask off", "masked", "masked−off", "masked/off"
+    );
+    for (key, label) in FIGURES {
+        let d = med(&|r| r.direct[key].as_f64());
+        let off = med(&|r| r.off[key].as_f64());
+        let masked = med(&|r| r.masked[key].as_f64());
+        println!(
+            "{label:<34} {d:>10.1} {off:>11.1} {masked:>11.1} {:>14.1} {:>14.3}",
+            masked - off,
+            masked / off
+        );
     }
 }
 
@@ -496,10 +644,15 @@ where
                         && (msg["id"].is_number() || msg["id"].is_string()) =>
                 {
                     stats.ok.fetch_add(1, Ordering::Relaxed);
-                    let result = format!(
-                        r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[{{"type":"text","text":"ok"}}],"isError":false}}}}"#,
-                        msg["id"]
-                    );
+                    let result = if msg["params"]["name"] == "patients" {
+                        json!({"jsonrpc": "2.0", "id": msg["id"], "result": patients_result()})
+                            .to_string()
+                    } else {
+                        format!(
+                            r#"{{"jsonrpc":"2.0","id":{},"result":{{"content":[{{"type":"text","text":"ok"}}],"isError":false}}}}"#,
+                            msg["id"]
+                        )
+                    };
                     ("200 OK", result)
                 }
                 // a notification: accepted, no body
@@ -728,6 +881,69 @@ struct Conn {
     req: Vec<u8>,
     host: String,
     auth: String,
+    expect: Arc<Expect>,
+}
+
+/// What every response of a worker is checked against.
+struct Expect {
+    tool: String,
+    /// `lookup`'s "ok", or the patient rows as sent.
+    exact: Option<Value>,
+    /// Identifiers a masked `patients` response must not hold.
+    hidden: Vec<String>,
+}
+
+impl Expect {
+    fn new(args: &McpWorkerArgs) -> Result<Expect> {
+        let ok = json!({"content":[{"type":"text","text":"ok"}],"isError":false});
+        Ok(match (args.tool.as_str(), args.masked) {
+            ("lookup", false) => Expect {
+                tool: args.tool.clone(),
+                exact: Some(ok),
+                hidden: Vec::new(),
+            },
+            ("patients", false) => Expect {
+                tool: args.tool.clone(),
+                exact: Some(patients_result().clone()),
+                hidden: Vec::new(),
+            },
+            ("patients", true) => Expect {
+                tool: args.tool.clone(),
+                exact: None,
+                hidden: patient_identifiers(),
+            },
+            (tool, masked) => bail!("no check for --tool {tool} (masked: {masked})"),
+        })
+    }
+
+    fn check(&self, id: u64, body: &[u8], got: &Value) -> Result<()> {
+        ensure!(
+            got["id"] == id,
+            "response to call {id} has id {}",
+            got["id"]
+        );
+        match &self.exact {
+            Some(want) => ensure!(
+                got["result"] == *want,
+                "unexpected response to call {id}: {got}"
+            ),
+            None => {
+                let rows = &got["result"]["structuredContent"]["rows"];
+                ensure!(
+                    rows.as_array().map(Vec::len)
+                        == patients_result()["structuredContent"]["rows"]
+                            .as_array()
+                            .map(Vec::len),
+                    "call {id}: rows missing from the masked result: {got}"
+                );
+                let text = String::from_utf8_lossy(body);
+                if let Some(leak) = self.hidden.iter().find(|v| text.contains(v.as_str())) {
+                    bail!("call {id}: the masked response holds {leak:?}");
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Conn {
@@ -736,6 +952,7 @@ impl Conn {
         config: &Arc<rustls::ClientConfig>,
         name: &ServerName<'static>,
         token: &str,
+        expect: Arc<Expect>,
     ) -> Result<Conn> {
         let tcp = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
         tcp.set_nodelay(true)?;
@@ -752,13 +969,15 @@ impl Conn {
             req: Vec::with_capacity(512),
             host: addr.to_string(),
             auth: format!("Bearer {token}"),
+            expect,
         })
     }
 
     /// One tools/call; returns the time from write to the whole response.
     fn call(&mut self, id: u64) -> Result<Duration> {
         let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"lookup","arguments":{{"q":"x"}}}}}}"#
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"q":"x"}}}}}}"#,
+            self.expect.tool
         );
         self.req.clear();
         write!(
@@ -786,8 +1005,7 @@ impl Conn {
         ensure!(json, "not application/json:\n{head}");
         let got: Value = serde_json::from_slice(body)
             .with_context(|| format!("response body: {}", String::from_utf8_lossy(body)))?;
-        let want = json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}});
-        ensure!(got == want, "unexpected response to call {id}: {got}");
+        self.expect.check(id, body, &got)?;
         self.buf.drain(..head_end + length);
         Ok(took)
     }
@@ -867,9 +1085,10 @@ pub fn client(addr: SocketAddr, n: u32, args: &McpWorkerArgs) -> Result<String> 
             .unwrap_or_else(|| addr.ip().to_string()),
     )?;
     let token = args.token.as_str();
+    let expect = Arc::new(Expect::new(args)?);
 
     // sequential
-    let mut conn = Conn::open(addr, &config, &name, token)?;
+    let mut conn = Conn::open(addr, &config, &name, token, expect.clone())?;
     let mut id = 0u64;
     for _ in 0..WARMUP {
         id += 1;
@@ -888,16 +1107,22 @@ pub fn client(addr: SocketAddr, n: u32, args: &McpWorkerArgs) -> Result<String> 
     let go = Arc::new(Barrier::new(args.conns as usize + 1));
     let workers: Vec<_> = (0..u64::from(args.conns))
         .map(|c| {
-            let (config, name, token, go) =
-                (config.clone(), name.clone(), token.to_string(), go.clone());
+            let (config, name, token, go, expect) = (
+                config.clone(),
+                name.clone(),
+                token.to_string(),
+                go.clone(),
+                expect.clone(),
+            );
             thread::spawn(move || -> Result<()> {
                 let base = (c + 1) * 1_000_000;
-                let ready = Conn::open(addr, &config, &name, &token).and_then(|mut conn| {
-                    for i in 0..u64::from(warm) {
-                        conn.call(base + i)?;
-                    }
-                    Ok(conn)
-                });
+                let ready =
+                    Conn::open(addr, &config, &name, &token, expect).and_then(|mut conn| {
+                        for i in 0..u64::from(warm) {
+                            conn.call(base + i)?;
+                        }
+                        Ok(conn)
+                    });
                 go.wait();
                 let mut conn = ready?;
                 for i in 0..u64::from(n) {
