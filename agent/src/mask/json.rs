@@ -11,7 +11,7 @@ use std::ops::Range;
 use memchr::memchr2;
 
 use super::Masker;
-use super::action::plan_number;
+use super::action::{Action, plan_number};
 use super::edit::{Edit, Fill, lift};
 use super::entity::{Counts, Entity};
 use super::fasthash::FastMap;
@@ -584,6 +584,17 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
 
     fn mask_string(&mut self, tok: &StrTok<'_>, scope: Scope, rule: Option<&Entity>) {
         let Some(mode) = scope.mode() else { return };
+        // Most values under a key rule are redacted whole: one run of stars
+        // over the encoded bytes, which is what the general path plans.
+        if let Some(entity) = rule
+            && self.m.profile.action(entity) == Action::Redact
+            && applies(entity, &tok.decoded)
+        {
+            self.counts.add(entity, 1);
+            self.edits
+                .push(Edit::stars(tok.content_start()..tok.content_end()));
+            return;
+        }
         let ctx = StrCtx {
             rule,
             mode,
