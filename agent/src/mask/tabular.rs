@@ -75,6 +75,11 @@ fn md_cells(text: &str, line: &Range<usize>) -> Vec<Range<usize>> {
 }
 
 fn trim(text: &str, r: Range<usize>) -> Range<usize> {
+    // Most cells start and end with a visible ASCII character.
+    let b = text.as_bytes();
+    if r.is_empty() || (b[r.start].is_ascii_graphic() && b[r.end - 1].is_ascii_graphic()) {
+        return r;
+    }
     let s = &text[r.clone()];
     let rest = s.trim_start();
     let start = r.start + (s.len() - rest.len());
@@ -251,6 +256,20 @@ impl<'a> Scanner<'a> {
         if at == b.len() {
             self.pos = at;
             return false;
+        }
+        // A line without quotes (most of them) is split at its delimiters
+        // in one pass; the fields are what lies between them.
+        let line_end = memchr::memchr2(b'\n', b'\r', &b[at..]).map_or(b.len(), |i| at + i);
+        let line = &b[at..line_end];
+        if memchr::memchr(b'"', line).is_none() {
+            let mut start = at;
+            for d in memchr::memchr_iter(self.delim, line) {
+                fields.push(start..at + d);
+                start = at + d + 1;
+            }
+            fields.push(start..line_end);
+            self.pos = (line_end + 1).min(b.len());
+            return true;
         }
         let mut field_start = self.pos;
         loop {
