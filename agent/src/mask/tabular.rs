@@ -12,10 +12,13 @@ use super::keys::{KeyRules, applies};
 /// Finds the cells of key-ruled columns. Markdown tables are looked for
 /// first; CSV only when the text has none.
 pub(crate) fn find(text: &str, rules: &KeyRules, out: &mut Hits) {
-    if rules.is_empty() || !text.contains('\n') {
+    // memchr, not `str::contains`: these scan the whole text, and
+    // `str::contains` checks a word at a time where memchr uses SIMD.
+    let b = text.as_bytes();
+    if rules.is_empty() || memchr::memchr(b'\n', b).is_none() {
         return;
     }
-    if text.contains('|') && markdown(text, rules, out) {
+    if memchr::memchr(b'|', b).is_some() && markdown(text, rules, out) {
         return;
     }
     csv(text, rules, out);
