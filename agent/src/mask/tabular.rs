@@ -260,29 +260,30 @@ impl<'a> Scanner<'a> {
             self.pos = at;
             return false;
         }
-        // A line without quotes (most of them) is split at its delimiters
-        // in one pass; the fields are what lies between them.
+        // Up to its first quote (in most lines there is none) a line's
+        // fields are what lies between its delimiters: split in one pass.
         let line_end = memchr::memchr2(b'\n', b'\r', &b[at..]).map_or(b.len(), |i| at + i);
-        let line = &b[at..line_end];
-        if memchr::memchr(b'"', line).is_none() {
-            let mut start = at;
-            for d in memchr::memchr_iter(self.delim, line) {
-                fields.push(start..at + d);
-                start = at + d + 1;
-            }
+        let quote = memchr::memchr(b'"', &b[at..line_end]).map(|q| at + q);
+        let mut start = at;
+        for d in memchr::memchr_iter(self.delim, &b[at..quote.unwrap_or(line_end)]) {
+            fields.push(start..at + d);
+            start = at + d + 1;
+        }
+        if quote.is_none() {
             fields.push(start..line_end);
             self.pos = (line_end + 1).min(b.len());
             return true;
         }
-        let mut field_start = self.pos;
+        // From the field with the quote on, field by field: a quoted field
+        // may hold delimiters and line breaks.
+        at = start;
         loop {
             let end = self.field_end(at);
             let record_end = b.get(end) != Some(&self.delim);
             // The delimiter or line break that ends the field is consumed
             // with it.
             let consumed = (end + 1).min(b.len());
-            fields.push(raw_field(b, field_start..consumed, self.delim, record_end));
-            field_start = consumed;
+            fields.push(raw_field(b, at..consumed, self.delim, record_end));
             at = consumed;
             if record_end {
                 self.pos = consumed;
