@@ -12,10 +12,13 @@ use super::keys::{KeyRules, applies};
 /// Finds the cells of key-ruled columns. Markdown tables are looked for
 /// first; CSV only when the text has none.
 pub(crate) fn find(text: &str, rules: &KeyRules, out: &mut Hits) {
-    if rules.is_empty() || !text.contains('\n') {
+    // memchr, not `str::contains`: these scan the whole text, and
+    // `str::contains` checks a word at a time where memchr uses SIMD.
+    let b = text.as_bytes();
+    if rules.is_empty() || memchr::memchr(b'\n', b).is_none() {
         return;
     }
-    if text.contains('|') && markdown(text, rules, out) {
+    if memchr::memchr(b'|', b).is_some() && markdown(text, rules, out) {
         return;
     }
     csv(text, rules, out);
@@ -75,6 +78,11 @@ fn md_cells(text: &str, line: &Range<usize>) -> Vec<Range<usize>> {
 }
 
 fn trim(text: &str, r: Range<usize>) -> Range<usize> {
+    // Most cells start and end with a visible ASCII character.
+    let b = text.as_bytes();
+    if r.is_empty() || (b[r.start].is_ascii_graphic() && b[r.end - 1].is_ascii_graphic()) {
+        return r;
+    }
     let s = &text[r.clone()];
     let rest = s.trim_start();
     let start = r.start + (s.len() - rest.len());
@@ -183,19 +191,7 @@ fn read_records(
             // means a long field continues.
             csv_core::ReadFieldResult::InputEmpty | csv_core::ReadFieldResult::OutputFull => {}
             csv_core::ReadFieldResult::Field { record_end } => {
-                let mut raw = field_start..pos;
-                // The consumed bytes end with the delimiter or line break
-                // and may start with the previous record's line break.
-                while raw.end > raw.start && matches!(b[raw.end - 1], b'\n' | b'\r') {
-                    raw.end -= 1;
-                }
-                if !record_end && raw.end > raw.start && b[raw.end - 1] == delim {
-                    raw.end -= 1;
-                }
-                while raw.start < raw.end && matches!(b[raw.start], b'\n' | b'\r') {
-                    raw.start += 1;
-                }
-                record.push(raw);
+                record.push(raw_field(b, field_start..pos, delim, record_end));
                 field_start = pos;
                 if record_end {
                     records.push(std::mem::take(&mut record));
@@ -210,6 +206,140 @@ fn read_records(
     records
 }
 
+/// A field's raw range from the bytes its read consumed, which end with the
+/// delimiter or line break and may start with the previous record's line
+/// breaks.
+fn raw_field(b: &[u8], consumed: Range<usize>, delim: u8, record_end: bool) -> Range<usize> {
+    let mut raw = consumed;
+    while raw.end > raw.start && matches!(b[raw.end - 1], b'\n' | b'\r') {
+        raw.end -= 1;
+    }
+    if !record_end && raw.end > raw.start && b[raw.end - 1] == delim {
+        raw.end -= 1;
+    }
+    while raw.start < raw.end && matches!(b[raw.start], b'\n' | b'\r') {
+        raw.start += 1;
+    }
+    raw
+}
+
+/// Reads records as csv-core does with the dialect `READERS` use (quote
+/// `"`, doubled quotes inside quotes, CR, LF or CRLF line ends, blank lines
+/// skipped), but jumps with memchr from one delimiter, quote or line break
+/// to the next instead of stepping a DFA byte by byte, and stops where the
+/// caller stops rather than reading the whole text. Not for text that
+/// starts with a byte-order mark, which csv-core skips.
+struct Scanner<'a> {
+    b: &'a [u8],
+    delim: u8,
+    /// Where the last record's consumed bytes end.
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str, delim: u8) -> Scanner<'a> {
+        Scanner {
+            b: text.as_bytes(),
+            delim,
+            pos: 0,
+        }
+    }
+
+    /// The raw ranges of the next record's fields into `fields`; false at
+    /// the end of the text.
+    fn next_record(&mut self, fields: &mut Vec<Range<usize>>) -> bool {
+        fields.clear();
+        let b = self.b;
+        // Line breaks before a record are skipped, so a blank line is no
+        // record.
+        let mut at = self.pos;
+        while at < b.len() && matches!(b[at], b'\n' | b'\r') {
+            at += 1;
+        }
+        if at == b.len() {
+            self.pos = at;
+            return false;
+        }
+        // Up to its first quote (in most lines there is none) a line's
+        // fields are what lies between its delimiters: split in one pass.
+        let line_end = memchr::memchr2(b'\n', b'\r', &b[at..]).map_or(b.len(), |i| at + i);
+        let quote = memchr::memchr(b'"', &b[at..line_end]).map(|q| at + q);
+        let mut start = at;
+        for d in memchr::memchr_iter(self.delim, &b[at..quote.unwrap_or(line_end)]) {
+            fields.push(start..at + d);
+            start = at + d + 1;
+        }
+        if quote.is_none() {
+            fields.push(start..line_end);
+            self.pos = (line_end + 1).min(b.len());
+            return true;
+        }
+        // From the field with the quote on, field by field: a quoted field
+        // may hold delimiters and line breaks.
+        at = start;
+        loop {
+            let end = self.field_end(at);
+            let record_end = b.get(end) != Some(&self.delim);
+            // The delimiter or line break that ends the field is consumed
+            // with it.
+            let consumed = (end + 1).min(b.len());
+            fields.push(raw_field(b, at..consumed, self.delim, record_end));
+            at = consumed;
+            if record_end {
+                self.pos = consumed;
+                return true;
+            }
+        }
+    }
+
+    /// Where the field that starts at `at` ends: at its delimiter or line
+    /// break, or at the end of the text.
+    fn field_end(&self, mut at: usize) -> usize {
+        let b = self.b;
+        // Only a quote that opens a field quotes it; within it `""` is a
+        // quote, and after the closing quote the field goes on unquoted.
+        if b.get(at) == Some(&b'"') {
+            at += 1;
+            loop {
+                let Some(q) = memchr::memchr(b'"', &b[at..]) else {
+                    return b.len();
+                };
+                at += q + 1;
+                if b.get(at) != Some(&b'"') {
+                    break;
+                }
+                at += 1;
+            }
+        }
+        memchr::memchr3(self.delim, b'\n', b'\r', &b[at..]).map_or(b.len(), |i| at + i)
+    }
+}
+
+/// Where records come from: [`Scanner`], or csv-core all at once.
+enum Records<'a> {
+    Scan(Scanner<'a>),
+    Parsed(std::vec::IntoIter<Vec<Range<usize>>>),
+}
+
+impl<'a> Records<'a> {
+    /// csv-core reads text that starts with a byte-order mark (it skips
+    /// the mark), and every text when `csv_core` is set.
+    fn new(text: &'a str, delim: u8, max_records: usize, csv_core: bool) -> Records<'a> {
+        if csv_core || text.starts_with('\u{feff}') {
+            Records::Parsed(csv_records(text, delim, max_records).into_iter())
+        } else {
+            Records::Scan(Scanner::new(text, delim))
+        }
+    }
+
+    fn next(&mut self, fields: &mut Vec<Range<usize>>) -> bool {
+        match self {
+            Records::Scan(s) => s.next_record(fields),
+            Records::Parsed(records) => records.next().map(|r| *fields = r).is_some(),
+        }
+    }
+}
+
 /// The value inside a raw CSV field: without its quotes and outer spaces.
 fn unquoted(text: &str, raw: Range<usize>) -> Range<usize> {
     let r = trim(text, raw);
@@ -222,36 +352,47 @@ fn unquoted(text: &str, raw: Range<usize>) -> Range<usize> {
 }
 
 fn csv(text: &str, rules: &KeyRules, out: &mut Hits) {
+    csv_with(text, rules, out, false);
+}
+
+fn csv_with(text: &str, rules: &KeyRules, out: &mut Hits, csv_core: bool) {
     let first = text.lines().next().unwrap_or("");
     let Some(delim) = delimiter(first) else {
         return;
     };
+    // One buffer for every record's fields.
+    let mut fields = Vec::new();
     // The header alone decides whether the rest is worth parsing.
-    let head = csv_records(first, delim, 1);
-    let Some(header) = head.first() else { return };
-    let header: Vec<Range<usize>> = header.iter().map(|r| unquoted(first, r.clone())).collect();
+    if !Records::new(first, delim, 1, csv_core).next(&mut fields) {
+        return;
+    }
+    let header: Vec<Range<usize>> = fields.iter().map(|r| unquoted(first, r.clone())).collect();
     let cols = column_rules(first, &header, rules);
     if !cols.iter().any(Option::is_some) {
         return;
     }
-    let records = csv_records(text, delim, usize::MAX);
-    // Prose with a comma in its first line is not a table: the next record
-    // must have as many fields as the header.
-    if records.get(1).is_none_or(|r| r.len() != header.len()) {
+    let mut records = Records::new(text, delim, usize::MAX, csv_core);
+    if !records.next(&mut fields) {
         return;
     }
-    // The table ends at a blank line: what follows (a note under the
-    // rows) is prose again, left to the detectors.
-    let mut prev_end = records[0].last().map_or(0, |f| f.end);
-    for record in &records[1..] {
-        let start = record.first().map_or(prev_end, |f| f.start);
+    let mut prev_end = fields.last().map_or(0, |f| f.end);
+    let mut first_row = true;
+    while records.next(&mut fields) {
+        // Prose with a comma in its first line is not a table: the next
+        // record must have as many fields as the header.
+        if std::mem::take(&mut first_row) && fields.len() != header.len() {
+            return;
+        }
+        // The table ends at a blank line: what follows (a note under the
+        // rows) is prose again, left to the detectors.
+        let start = fields.first().map_or(prev_end, |f| f.start);
         if blank_line_between(text, prev_end, start) {
             break;
         }
-        for (raw, rule) in record.iter().zip(&cols) {
+        for (raw, rule) in fields.iter().zip(&cols) {
             push_cell(text, unquoted(text, raw.clone()), rule, out);
         }
-        prev_end = record.last().map_or(start, |f| f.end);
+        prev_end = fields.last().map_or(start, |f| f.end);
     }
 }
 
@@ -263,6 +404,8 @@ fn blank_line_between(text: &str, from: usize, to: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn found(text: &str) -> Vec<(Entity, &str)> {
@@ -313,6 +456,97 @@ mod tests {
         );
         let crlf = "patient_name,dx\r\nJane Doe,E11.9\r\n\r\nNote, fine.\r\n";
         assert_eq!(found(crlf), [(Entity::Name, "Jane Doe")]);
+    }
+
+    /// Claims by [`Scanner`] and by csv-core.
+    fn both(text: &str) -> (Hits, Hits) {
+        let rules = KeyRules::safe_harbor();
+        let (mut scan, mut core) = (Hits::new(), Hits::new());
+        csv_with(text, &rules, &mut scan, false);
+        csv_with(text, &rules, &mut core, true);
+        (scan, core)
+    }
+
+    /// Every record of the text, as [`Scanner`] reads them.
+    fn scanned(text: &str, delim: u8) -> Vec<Vec<Range<usize>>> {
+        let mut s = Scanner::new(text, delim);
+        let mut records = Vec::new();
+        let mut fields = Vec::new();
+        while s.next_record(&mut fields) {
+            records.push(fields.clone());
+        }
+        records
+    }
+
+    /// Headers, some of which name identifiers.
+    const HEADERS: &[&str] = &[
+        "mrn",
+        "patient_name",
+        "dob",
+        "SSN",
+        "Phone",
+        "e-mail",
+        "dx",
+        "note",
+        "age",
+        "zip",
+        "",
+        " name ",
+    ];
+
+    /// A quote-free table: header, rows (not always as wide as the
+    /// header), line ends of every kind, blank lines, prose after.
+    fn quote_free_table() -> impl Strategy<Value = String> {
+        let cell = "[a-zA-Z0-9 .:@/|-]{0,10}";
+        (
+            prop::sample::select(&[",", "\t", ";"][..]),
+            prop::collection::vec(prop::sample::select(HEADERS), 1..6),
+            prop::collection::vec(prop::collection::vec(cell, 1..7), 0..6),
+            prop::collection::vec(
+                prop::sample::select(&["\n", "\r\n", "\r", "\n\n", "\n \n"][..]),
+                7,
+            ),
+            "[a-z ,.;]{0,20}",
+        )
+            .prop_map(|(delim, header, rows, ends, prose)| {
+                let mut t = header.join(delim);
+                for (i, row) in rows.iter().enumerate() {
+                    t.push_str(ends[i]);
+                    t.push_str(&row.join(delim));
+                }
+                t.push_str(ends[6]);
+                t.push_str(&prose);
+                t
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn scanner_claims_as_csv_core_on_quote_free_tables(t in quote_free_table()) {
+            let (scan, core) = both(&t);
+            prop_assert_eq!(scan, core);
+        }
+
+        /// Quotes, line breaks and delimiters anywhere: the scanner reads the
+        /// records csv-core reads, field for field.
+        #[test]
+        fn scanner_reads_as_csv_core(
+            head in prop::sample::select(&["", "ssn,name,x\n", "name;dob\r\n", "\"ssn\"\tdx\n"][..]),
+            body in r#"[ab ,;\t"\r\n|é]{0,40}"#,
+        ) {
+            let t = format!("{head}{body}");
+            for delim in [b',', b'\t', b';'] {
+                prop_assert_eq!(scanned(&t, delim), csv_records(&t, delim, usize::MAX));
+            }
+            let (scan, core) = both(&t);
+            prop_assert_eq!(scan, core);
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_read_by_csv_core() {
+        let t = "\u{feff}\"ssn\",dx\n123-45-6789,E11.9\n";
+        assert_eq!(found(t), [(Entity::Ssn, "123-45-6789")]);
     }
 
     #[test]
