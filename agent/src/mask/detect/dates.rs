@@ -58,10 +58,12 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], words: &[Range<usize>], 
     }
 }
 
+/// The number a run of digits spells. Runs too long for a date part wrap
+/// (their value is never used): a long digit run must not panic.
 fn value(b: &[u8], r: &Range<usize>) -> u32 {
-    b[r.clone()]
-        .iter()
-        .fold(0, |v, d| v * 10 + u32::from(d - b'0'))
+    b[r.clone()].iter().fold(0u32, |v, d| {
+        v.wrapping_mul(10).wrapping_add(u32::from(d - b'0'))
+    })
 }
 
 fn days_in(month: u32) -> u32 {
@@ -375,6 +377,12 @@ mod tests {
         assert!(dates("March 32").is_empty());
         assert!(dates("Mar-14 code").is_empty());
         assert!(dates("Marching 14").is_empty());
+    }
+
+    #[test]
+    fn long_digit_runs() {
+        assert!(dates("1/2/123456789012345678901234567890").is_empty());
+        assert!(dates("on 12345678901234567890/3").is_empty());
     }
 
     #[test]
