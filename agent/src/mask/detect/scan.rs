@@ -29,6 +29,18 @@ pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
         if b[i].is_ascii_alphabetic() {
             start.get_or_insert(i);
             i += 1;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            continue;
+        }
+        // Any other ASCII byte but an apostrophe ends a word: decided
+        // without decoding a char, as most bytes are.
+        if b[i].is_ascii() && b[i] != b'\'' {
+            if let Some(s) = start.take() {
+                out.push(s..i);
+            }
+            i += 1;
             continue;
         }
         let (c, len) = if b[i] < 0x80 {
