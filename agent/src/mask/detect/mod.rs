@@ -79,7 +79,6 @@ impl Detectors {
         let Scratch {
             groups,
             words,
-            runs,
             described,
         } = scratch;
         groups.clear();
@@ -99,7 +98,7 @@ impl Detectors {
             dates::find(text, groups, words, out);
         }
         if has_digit && self.on(&[Mbi, Vin, Dea, Iban, Mrn, Account, License, Plate, Device]) {
-            idents::find(text, runs, out);
+            idents::find(text, groups, out);
         }
         if (has_digit || has_upper) && self.on(&[Address, Zip]) {
             address::find(text, groups, out);
@@ -128,7 +127,6 @@ impl Detectors {
 struct Scratch {
     groups: Vec<Range<usize>>,
     words: Vec<Range<usize>>,
-    runs: Vec<Range<usize>>,
     described: Vec<names::Word>,
 }
 
