@@ -112,13 +112,15 @@ pub(crate) fn clear_after(b: &[u8], j: usize) -> bool {
 /// bytes before `pos`, starting at a word boundary (`tel` is not in `hotel`).
 pub(crate) fn cue_before(b: &[u8], pos: usize, window: usize, cues: &[&str]) -> bool {
     let from = pos.saturating_sub(window);
-    let hay = &b[from..pos];
-    cues.iter().any(|cue| {
-        let cue = cue.as_bytes();
-        hay.windows(cue.len()).enumerate().any(|(k, w)| {
-            let at = from + k;
-            w.eq_ignore_ascii_case(cue) && (at == 0 || !b[at - 1].is_ascii_alphabetic())
-        })
+    // Only word starts can begin a cue: test the cues there alone.
+    (from..pos).any(|at| {
+        let starts_word = at == 0 || !b[at - 1].is_ascii_alphabetic();
+        starts_word
+            && cues.iter().any(|cue| {
+                b[at..pos]
+                    .get(..cue.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(cue.as_bytes()))
+            })
     })
 }
 
@@ -159,5 +161,15 @@ mod tests {
         let t = b"Home tel: 617";
         assert!(cue_before(t, 10, 12, &["tel"]));
         assert!(!cue_before(b"hotel 617", 6, 12, &["tel"]));
+        assert!(
+            cue_before(b"TEL617", 3, 12, &["x", "tel"]),
+            "may end at pos"
+        );
+        assert!(!cue_before(b"tel 617", 2, 12, &["tel"]), "must end by pos");
+        assert!(
+            !cue_before(b"tel 617", 7, 3, &["tel"]),
+            "must start in window"
+        );
+        assert!(cue_before(b"tel 617", 7, 7, &["tel"]));
     }
 }
