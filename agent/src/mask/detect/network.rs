@@ -3,11 +3,9 @@
 
 use std::net::Ipv6Addr;
 
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 use memchr::{memchr_iter, memchr2_iter};
 
+use super::scan::occurrences;
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
@@ -72,10 +70,8 @@ fn url_stop(c: u8) -> bool {
 
 fn urls(b: &[u8], out: &mut Hits) {
     let mut done = 0;
-    static SCHEME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"://"));
-    static WWW: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"www."));
-    let schemes = SCHEME.find_iter(b).map(|p| (p, true));
-    let www = WWW.find_iter(b).map(|p| (p, false));
+    let schemes = occurrences(b, b"://", 0).map(|p| (p, true));
+    let www = occurrences(b, b"www.", 0).map(|p| (p, false));
     let mut starts: Vec<(usize, bool)> = schemes.chain(www).collect();
     starts.sort_unstable();
     for (p, scheme) in starts {

@@ -124,6 +124,22 @@ pub(crate) fn cue_before(b: &[u8], pos: usize, window: usize, cues: &[&str]) -> 
     })
 }
 
+/// Where `needle` starts in `b`, found by a memchr for its byte at `rare`:
+/// on the short strings most values are, cheaper than setting up a
+/// substring search. Every occurrence is reported, which is what a
+/// substring search reports for a needle that cannot overlap itself
+/// (`://`, `www.`, `, `, `ox `: the only ones used).
+pub(crate) fn occurrences<'a>(
+    b: &'a [u8],
+    needle: &'a [u8],
+    rare: usize,
+) -> impl Iterator<Item = usize> + 'a {
+    memchr::memchr_iter(needle[rare], b).filter_map(move |p| {
+        let start = p.checked_sub(rare)?;
+        b[start..].starts_with(needle).then_some(start)
+    })
+}
+
 /// The bytes between the end of one token and the start of the next.
 pub(crate) fn between<'a>(b: &'a [u8], a: &Range<usize>, c: &Range<usize>) -> &'a [u8] {
     &b[a.end..c.start]
@@ -154,6 +170,17 @@ mod tests {
         assert!(clear_before(b"x-123", 2));
         assert!(clear_after(b"123.", 3));
         assert!(!clear_after(b"123.4", 3));
+    }
+
+    #[test]
+    fn needles() {
+        let found =
+            |b: &'static [u8], n: &'static [u8], rare| occurrences(b, n, rare).collect::<Vec<_>>();
+        assert_eq!(found(b"a://b ://", b"://", 0), [1, 6]);
+        assert_eq!(found(b"wwww.x www.", b"www.", 0), [1, 7]);
+        assert_eq!(found(b"wwww.x www.", b"www.", 3), [1, 7]);
+        assert_eq!(found(b"ww. www", b"www.", 3), Vec::<usize>::new());
+        assert_eq!(found(b"Box 1, box ", b"ox ", 1), [1, 8]);
     }
 
     #[test]
