@@ -83,11 +83,12 @@ impl Detectors {
         } = scratch;
         groups.clear();
         words.clear();
-        if has_digit {
-            scan::digit_groups(b, groups);
-        }
+        // Words matter only where a capital may stand (names, month
+        // names); without one, the digit groups alone.
         if has_upper {
-            scan::words(text, words);
+            scan::words_and_digits(text, words, groups);
+        } else if has_digit {
+            scan::digit_groups(b, groups);
         }
         let (groups, words) = (&groups[..], &words[..]);
         use Entity::*;

@@ -20,8 +20,14 @@ pub(crate) fn digit_groups(b: &[u8], out: &mut Vec<Range<usize>>) {
 }
 
 /// Maximal runs of letters (any script), with apostrophes between letters
-/// kept inside (`O'Brien`, `Parkinson's`), into `out`.
-pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
+/// kept inside (`O'Brien`, `Parkinson's`), into `words`; and in the same
+/// walk the maximal runs of ASCII digits, into `groups` (what
+/// `digit_groups` finds), so free text is read once for both.
+pub(crate) fn words_and_digits(
+    text: &str,
+    words: &mut Vec<Range<usize>>,
+    groups: &mut Vec<Range<usize>>,
+) {
     let b = text.as_bytes();
     let mut start: Option<usize> = None;
     let mut i = 0;
@@ -38,9 +44,17 @@ pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
         // without decoding a char, as most bytes are.
         if b[i].is_ascii() && b[i] != b'\'' {
             if let Some(s) = start.take() {
-                out.push(s..i);
+                words.push(s..i);
             }
-            i += 1;
+            let digits = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i > digits {
+                groups.push(digits..i);
+            } else {
+                i += 1;
+            }
             continue;
         }
         let (c, len) = if b[i] < 0x80 {
@@ -59,12 +73,12 @@ pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
         if letter || joiner {
             start.get_or_insert(i);
         } else if let Some(s) = start.take() {
-            out.push(s..i);
+            words.push(s..i);
         }
         i += len;
     }
     if let Some(s) = start {
-        out.push(s..b.len());
+        words.push(s..b.len());
     }
 }
 
@@ -78,7 +92,7 @@ pub(crate) fn digit_groups_of(b: &[u8]) -> Vec<Range<usize>> {
 #[cfg(test)]
 pub(crate) fn words_of(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    words(text, &mut out);
+    words_and_digits(text, &mut out, &mut Vec::new());
     out
 }
 
@@ -160,6 +174,24 @@ mod tests {
         let t = "O'Brien's José-山田 'x' 12ab";
         let got: Vec<&str> = words_of(t).into_iter().map(|r| &t[r]).collect();
         assert_eq!(got, vec!["O'Brien's", "José", "山田", "x", "ab"]);
+    }
+
+    #[test]
+    fn one_walk_finds_the_digit_groups_too() {
+        for t in [
+            "O'Brien 12ab-34 ’5 José9 山田 1'2 x''y 7",
+            "99",
+            "a",
+            "",
+            "Parkinson's 3/14/1980, tel. 617-555-0100.",
+        ] {
+            let mut groups = Vec::new();
+            words_and_digits(t, &mut Vec::new(), &mut groups);
+            assert_eq!(groups, digit_groups_of(t.as_bytes()), "{t}");
+        }
+        let t = "ab12cd 3'x O'9";
+        let got: Vec<&str> = words_of(t).into_iter().map(|r| &t[r]).collect();
+        assert_eq!(got, vec!["ab", "cd", "x", "O"]);
     }
 
     #[test]
