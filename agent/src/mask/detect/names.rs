@@ -239,7 +239,11 @@ pub(crate) struct Word {
 fn describe(text: &str, w: &Range<usize>) -> Word {
     let b = text.as_bytes();
     let word = &text[w.clone()];
-    let capitalised = capitalised(word);
+    // An ASCII first letter decides without decoding a char.
+    let capitalised = match b[w.start] {
+        c if c.is_ascii() => c.is_ascii_uppercase(),
+        _ => capitalised(word),
+    };
     let in_code = (w.start > 0 && b[w.start - 1].is_ascii_digit())
         || b.get(w.end).is_some_and(u8::is_ascii_digit);
     let flags = if capitalised {
@@ -297,6 +301,11 @@ pub(crate) fn find(text: &str, words: &[Range<usize>], described: &mut Vec<Word>
     let described = &described[..];
     let mut k = 0;
     while k < words.len() {
+        // Most words cannot start a name: skip them without the full judge.
+        if !name_word(&described[k]) {
+            k += 1;
+            continue;
+        }
         match name_at(text, words, described, k) {
             Ok((last, range)) => {
                 out.push(Hit::new(range, Entity::Name));
