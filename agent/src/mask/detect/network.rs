@@ -6,17 +6,25 @@ use std::net::Ipv6Addr;
 use memchr::{memchr_iter, memchr2_iter};
 
 use super::scan::occurrences;
-use super::{Hit, Hits};
+use super::{AT, ByteClasses, COLON, DASH, DOT, Hit, Hits};
 use crate::mask::entity::Entity;
 
-pub(crate) fn find(text: &str, out: &mut Hits) {
+/// `seen` says which of the bytes these formats need the text holds, so
+/// that a phone number or a date is not searched for `@`, `://` or `::`.
+pub(crate) fn find(text: &str, seen: &ByteClasses, out: &mut Hits) {
     let b = text.as_bytes();
-    if memchr::memchr(b'@', b).is_some() {
+    if seen.has(AT) {
         emails(b, out);
     }
-    urls(b, out);
-    macs(b, out);
-    ipv6(text, out);
+    if seen.has(COLON | DOT) {
+        urls(b, out);
+    }
+    if seen.has(COLON | DASH) {
+        macs(b, out);
+    }
+    if seen.has(COLON) {
+        ipv6(text, out);
+    }
 }
 
 fn local_part(c: u8) -> bool {
@@ -225,7 +233,7 @@ mod tests {
 
     fn found(text: &str, entity: Entity) -> Vec<&str> {
         let mut out = Hits::new();
-        find(text, &mut out);
+        find(text, &ByteClasses::of(text.as_bytes()), &mut out);
         out.into_iter()
             .filter(|h| h.entity == entity)
             .map(|h| &text[h.range])
