@@ -2,11 +2,8 @@
 //! PO boxes, `City, ST`, and ZIP codes after a state or a ZIP cue.
 
 use std::ops::Range;
-use std::sync::LazyLock;
 
-use memchr::memmem::Finder;
-
-use super::scan::{clear_after, clear_before, cue_before};
+use super::scan::{clear_after, clear_before, cue_before, occurrences};
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
@@ -278,8 +275,7 @@ fn zip_at(b: &[u8], at: usize) -> Option<Range<usize>> {
 
 fn po_boxes(b: &[u8], out: &mut Hits) {
     const PREFIXES: [&[u8]; 4] = [b"p.o. ", b"po ", b"p o ", b"post office "];
-    static OX: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"ox "));
-    for q in OX.find_iter(b).filter_map(|p| p.checked_sub(1)) {
+    for q in occurrences(b, b"ox ", 1).filter_map(|p| p.checked_sub(1)) {
         if !matches!(b[q], b'B' | b'b') {
             continue;
         }
@@ -307,8 +303,7 @@ fn po_boxes(b: &[u8], out: &mut Hits) {
 /// `Boston, MA 02118` or `Springfield, IL` where no street precedes: the city
 /// (one to three capitalised words) and state as an address, the ZIP as a ZIP.
 fn bare_city_state(b: &[u8], out: &mut Hits) {
-    static COMMA_SPACE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b", "));
-    for p in COMMA_SPACE.find_iter(b) {
+    for p in occurrences(b, b", ", 0) {
         let st = p + 2;
         let st_end = word_end(b, st);
         if st_end - st != 2

@@ -131,47 +131,33 @@ fn numeric(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
     }
 }
 
-const MONTHS: [(&str, u32); 24] = [
-    ("january", 1),
-    ("jan", 1),
-    ("february", 2),
-    ("feb", 2),
-    ("march", 3),
-    ("mar", 3),
-    ("april", 4),
-    ("apr", 4),
-    ("may", 5),
-    ("june", 6),
-    ("jun", 6),
-    ("july", 7),
-    ("jul", 7),
-    ("august", 8),
-    ("aug", 8),
-    ("september", 9),
-    ("sept", 9),
-    ("sep", 9),
-    ("october", 10),
-    ("oct", 10),
-    ("november", 11),
-    ("nov", 11),
-    ("december", 12),
-    ("dec", 12),
-];
-
 /// A capitalised or upper-case month name or abbreviation.
-fn month_of(word: &str) -> Option<u32> {
+fn month_of(word: &[u8]) -> Option<u32> {
     // Every month name starts with one of these capitals.
-    let first_ok = word
-        .as_bytes()
-        .first()
-        .is_some_and(|c| b"JFMASOND".contains(c));
+    let first_ok = word.first().is_some_and(|c| b"JFMASOND".contains(c));
     if !first_ok || !(3..=9).contains(&word.len()) {
         return None;
     }
-    MONTHS
-        .iter()
-        .find(|(name, _)| word.eq_ignore_ascii_case(name))
-        .map(|&(_, m)| m)
+    let mut lower = [0u8; 9];
+    let lower = &mut lower[..word.len()];
+    lower.copy_from_slice(word);
+    lower.make_ascii_lowercase();
+    // One comparison by length and bytes, not a scan of every name.
+    Some(match &*lower {
+        b"january" | b"jan" => 1,
+        b"february" | b"feb" => 2,
+        b"march" | b"mar" => 3,
+        b"april" | b"apr" => 4,
+        b"may" => 5,
+        b"june" | b"jun" => 6,
+        b"july" | b"jul" => 7,
+        b"august" | b"aug" => 8,
+        b"september" | b"sept" | b"sep" => 9,
+        b"october" | b"oct" => 10,
+        b"november" | b"nov" => 11,
+        b"december" | b"dec" => 12,
+        _ => return None,
+    })
 }
 
 /// Digits of length `len` in `range` at `at`, with an optional ordinal
@@ -212,7 +198,7 @@ fn year_after(b: &[u8], at: usize) -> Option<usize> {
 
 fn named(text: &str, w: &Range<usize>, out: &mut Hits) {
     let b = text.as_bytes();
-    let Some(month) = month_of(&text[w.clone()]) else {
+    let Some(month) = month_of(&b[w.clone()]) else {
         return;
     };
     // The word may be followed by an abbreviation dot.
@@ -375,12 +361,28 @@ mod tests {
     }
 
     #[test]
+    fn month_words() {
+        assert_eq!(month_of(b"SEPT"), Some(9));
+        assert_eq!(month_of(b"May"), Some(5));
+        assert_eq!(month_of(b"December"), Some(12));
+        assert_eq!(month_of(b"may"), None, "a month is capitalised");
+        assert_eq!(month_of(b"Marching"), None);
+        assert_eq!(month_of(b"Ma"), None);
+    }
+
+    #[test]
     fn month_name_near_misses() {
         assert!(dates("you may 5 times").is_empty(), "lower-case modal verb");
         assert!(dates("May I help").is_empty());
         assert!(dates("March 32").is_empty());
         assert!(dates("Mar-14 code").is_empty());
         assert!(dates("Marching 14").is_empty());
+    }
+
+    #[test]
+    fn long_digit_runs() {
+        assert!(dates("1/2/123456789012345678901234567890").is_empty());
+        assert!(dates("on 12345678901234567890/3").is_empty());
     }
 
     #[test]

@@ -13,14 +13,20 @@ use super::scan::between;
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
-/// `tokens` is scratch space for the letter-and-digit runs.
-pub(crate) fn find(text: &str, tokens: &mut Vec<Range<usize>>, out: &mut Hits) {
+/// `groups` are the text's digit runs: every identifier found here holds a
+/// digit, so only the letter-and-digit tokens around those runs (and the
+/// ones right after them) are read, not every word of the text.
+pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
     let b = text.as_bytes();
-    alnum_runs(b, tokens);
-    let tokens = &tokens[..];
-    for (k, t) in tokens.iter().enumerate() {
+    let mut done = 0;
+    for g in groups {
+        if g.start < done {
+            continue; // another run of a token already judged
+        }
+        let t = token_around(b, g);
+        done = t.end;
         let tok = &b[t.clone()];
-        if !tok.iter().any(u8::is_ascii_digit) || tok.iter().any(u8::is_ascii_lowercase) {
+        if tok.iter().any(u8::is_ascii_lowercase) {
             continue;
         }
         match tok.len() {
@@ -35,51 +41,60 @@ pub(crate) fn find(text: &str, tokens: &mut Vec<Range<usize>>, out: &mut Hits) {
             {
                 out.push(Hit::new(t.clone(), Entity::Dea))
             }
-            4 => dashed_mbi(b, tokens, k, out),
+            4 => dashed_mbi(b, &t, out),
             _ => {}
         }
-        iban(b, tokens, k, out);
+        iban(b, &t, out);
     }
     labelled(b, out);
 }
 
-fn alnum_runs(b: &[u8], out: &mut Vec<Range<usize>>) {
-    out.clear();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_alphanumeric() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_alphanumeric() {
-                i += 1;
-            }
-            out.push(s..i);
-        } else {
-            i += 1;
-        }
-    }
+/// The maximal run of ASCII letters and digits holding `g`.
+fn token_around(b: &[u8], g: &Range<usize>) -> Range<usize> {
+    let start = b[..g.start]
+        .iter()
+        .rposition(|c| !c.is_ascii_alphanumeric())
+        .map_or(0, |p| p + 1);
+    let end = b[g.end..]
+        .iter()
+        .position(|c| !c.is_ascii_alphanumeric())
+        .map_or(b.len(), |p| g.end + p);
+    start..end
+}
+
+/// The next maximal run of ASCII letters and digits at or after `from`.
+fn next_token(b: &[u8], from: usize) -> Option<Range<usize>> {
+    let start = from + b[from..].iter().position(u8::is_ascii_alphanumeric)?;
+    Some(token_around(b, &(start..start)))
 }
 
 /// `1EG4-TE5-MK73`.
-fn dashed_mbi(b: &[u8], t: &[Range<usize>], k: usize, out: &mut Hits) {
-    if k + 2 >= t.len() || t[k + 1].len() != 3 || t[k + 2].len() != 4 {
+fn dashed_mbi(b: &[u8], t: &Range<usize>, out: &mut Hits) {
+    let Some(t1) = next_token(b, t.end) else {
+        return;
+    };
+    let Some(t2) = next_token(b, t1.end) else {
+        return;
+    };
+    if t1.len() != 3 || t2.len() != 4 {
         return;
     }
-    if between(b, &t[k], &t[k + 1]) != b"-" || between(b, &t[k + 1], &t[k + 2]) != b"-" {
+    if between(b, t, &t1) != b"-" || between(b, &t1, &t2) != b"-" {
         return;
     }
-    let joined: Vec<u8> = t[k..k + 3]
+    let joined: Vec<u8> = [t, &t1, &t2]
         .iter()
-        .flat_map(|r| b[r.clone()].iter().copied())
+        .flat_map(|r| b[(*r).clone()].iter().copied())
         .collect();
     if checksum::mbi(&joined) {
-        out.push(Hit::new(t[k].start..t[k + 2].end, Entity::Mbi));
+        out.push(Hit::new(t.start..t2.end, Entity::Mbi));
     }
 }
 
 /// An IBAN written whole or in groups of four (`GB82 WEST 1234 …`): the
 /// longest run from this token that passes mod 97.
-fn iban(b: &[u8], t: &[Range<usize>], k: usize, out: &mut Hits) {
-    let first = &b[t[k].clone()];
+fn iban(b: &[u8], t: &Range<usize>, out: &mut Hits) {
+    let first = &b[t.clone()];
     let starts_like = first.len() >= 4
         && first[..2].iter().all(u8::is_ascii_uppercase)
         && first[2..4].iter().all(u8::is_ascii_digit);
@@ -91,23 +106,26 @@ fn iban(b: &[u8], t: &[Range<usize>], k: usize, out: &mut Hits) {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     };
     let mut joined = first.to_vec();
-    let mut best = checksum::iban(&joined).then_some(k);
+    let mut best = checksum::iban(&joined).then_some(t.end);
     if first.len() == 4 {
-        let mut j = k;
-        while j + 1 < t.len() && joined.len() < 34 {
-            let next = &b[t[j + 1].clone()];
-            if between(b, &t[j], &t[j + 1]) != b" " || next.len() > 4 || !upper_or_digit(next) {
+        let mut last = t.clone();
+        while joined.len() < 34 {
+            let Some(next) = next_token(b, last.end) else {
+                break;
+            };
+            let group = &b[next.clone()];
+            if between(b, &last, &next) != b" " || group.len() > 4 || !upper_or_digit(group) {
                 break;
             }
-            joined.extend_from_slice(next);
-            j += 1;
+            joined.extend_from_slice(group);
+            last = next;
             if checksum::iban(&joined) {
-                best = Some(j);
+                best = Some(last.end);
             }
         }
     }
-    if let Some(last) = best {
-        out.push(Hit::new(t[k].start..t[last].end, Entity::Iban));
+    if let Some(end) = best {
+        out.push(Hit::new(t.start..end, Entity::Iban));
     }
 }
 
@@ -236,16 +254,26 @@ fn labelled(b: &[u8], out: &mut Hits) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::scan::digit_groups_of as digit_groups;
     use super::*;
 
     fn found(text: &str, entity: Entity) -> Vec<&str> {
         let mut out = Hits::new();
-        find(text, &mut Vec::new(), &mut out);
+        find(text, &digit_groups(text.as_bytes()), &mut out);
         super::super::resolve(&mut out);
         out.into_iter()
             .filter(|h| h.entity == entity)
             .map(|h| &text[h.range])
             .collect()
+    }
+
+    #[test]
+    fn tokens_around_and_after() {
+        let b = b"x AB12cd-34 ";
+        assert_eq!(token_around(b, &(4..6)), 2..8);
+        assert_eq!(next_token(b, 8), Some(9..11));
+        assert_eq!(next_token(b, 11), None);
+        assert_eq!(token_around(b"12", &(0..2)), 0..2);
     }
 
     #[test]

@@ -79,16 +79,16 @@ impl Detectors {
         let Scratch {
             groups,
             words,
-            runs,
             described,
         } = scratch;
         groups.clear();
         words.clear();
-        if has_digit {
-            scan::digit_groups(b, groups);
-        }
+        // Words matter only where a capital may stand (names, month
+        // names); without one, the digit groups alone.
         if has_upper {
-            scan::words(text, words);
+            scan::words_and_digits(text, words, groups);
+        } else if has_digit {
+            scan::digit_groups(b, groups);
         }
         let (groups, words) = (&groups[..], &words[..]);
         use Entity::*;
@@ -99,13 +99,13 @@ impl Detectors {
             dates::find(text, groups, words, out);
         }
         if has_digit && self.on(&[Mbi, Vin, Dea, Iban, Mrn, Account, License, Plate, Device]) {
-            idents::find(text, runs, out);
+            idents::find(text, groups, out);
         }
         if (has_digit || has_upper) && self.on(&[Address, Zip]) {
             address::find(text, groups, out);
         }
         if seen.has(NETWORK) && self.on(&[Email, Url, Mac, Ip]) {
-            network::find(text, out);
+            network::find(text, &seen, out);
         }
         if has_upper && self.on(&[Name]) {
             names::find(text, words, described, out);
@@ -128,7 +128,6 @@ impl Detectors {
 struct Scratch {
     groups: Vec<Range<usize>>,
     words: Vec<Range<usize>>,
-    runs: Vec<Range<usize>>,
     described: Vec<names::Word>,
 }
 
@@ -139,11 +138,19 @@ thread_local! {
 const DIGIT: u8 = 1;
 /// Upper-case ASCII or any non-ASCII (which may be a capital).
 const UPPER: u8 = 2;
-/// `@ : - .`: what emails, URLs, MACs and IP addresses need.
-const NETWORK: u8 = 4;
+/// What emails need.
+pub(crate) const AT: u8 = 4;
+/// What URL schemes, IPv6 addresses and one kind of MAC need.
+pub(crate) const COLON: u8 = 8;
+/// What the other kind of MAC needs.
+pub(crate) const DASH: u8 = 16;
+/// What `www.` addresses need.
+pub(crate) const DOT: u8 = 32;
+/// What some network identifier needs.
+const NETWORK: u8 = AT | COLON | DASH | DOT;
 
 /// Which classes of byte a text holds, from one pass over it.
-struct ByteClasses(u8);
+pub(crate) struct ByteClasses(u8);
 
 impl ByteClasses {
     fn of(b: &[u8]) -> ByteClasses {
@@ -156,8 +163,14 @@ impl ByteClasses {
                     DIGIT
                 } else if c.is_ascii_uppercase() || c >= 0x80 {
                     UPPER
-                } else if matches!(c, b'@' | b':' | b'-' | b'.') {
-                    NETWORK
+                } else if c == b'@' {
+                    AT
+                } else if c == b':' {
+                    COLON
+                } else if c == b'-' {
+                    DASH
+                } else if c == b'.' {
+                    DOT
                 } else {
                     0
                 };
@@ -175,8 +188,9 @@ impl ByteClasses {
         ByteClasses(seen)
     }
 
-    fn has(&self, class: u8) -> bool {
-        self.0 & class != 0
+    /// Whether the text holds a byte of any of `classes`.
+    pub(crate) fn has(&self, classes: u8) -> bool {
+        self.0 & classes != 0
     }
 }
 

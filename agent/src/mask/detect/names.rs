@@ -145,12 +145,14 @@ impl Flags {
 }
 
 /// Every word the detector knows, with what it knows of it: one lookup per
-/// word.
-static LEXICON: LazyLock<FastMap<&'static str, Flags>> = LazyLock::new(|| {
-    let mut map: FastMap<&'static str, Flags> = FastMap::default();
+/// word, keyed by the word packed into an integer (see `key`).
+static LEXICON: LazyLock<FastMap<Key, Flags>> = LazyLock::new(|| {
+    let mut map: FastMap<Key, Flags> = FastMap::default();
     let mut mark = |words: &mut dyn Iterator<Item = &'static str>, set: fn(&mut Flags)| {
         for w in words {
-            set(map.entry(w).or_default());
+            let k =
+                key(w).unwrap_or_else(|| panic!("{w:?} is not {KEY_BYTES} ASCII bytes or fewer"));
+            set(map.entry(k).or_default());
         }
     };
     mark(&mut dictionary(GIVEN).into_iter(), |f| f.given = true);
@@ -165,33 +167,38 @@ static LEXICON: LazyLock<FastMap<&'static str, Flags>> = LazyLock::new(|| {
     map
 });
 
-/// Longest word looked up in the dictionaries.
-const MAX_WORD: usize = 24;
+/// A lower-case ASCII word of at most `KEY_BYTES` bytes, packed first byte
+/// lowest: hashing and comparing it is one integer, with no string built.
+/// Every lexicon word fits (checked when the lexicon is built), so a longer
+/// word is known to be in none of the lists.
+type Key = u128;
+const KEY_BYTES: usize = 16;
 
-/// Looks a word up lower-cased, with Latin accents folded (`García` is
-/// `garcia`: the dictionaries are ASCII).
+/// The lexicon key of a word: lower-cased, with Latin accents folded
+/// (`García` is `garcia`: the dictionaries are ASCII); `None` for a word
+/// no list can hold.
+fn key(word: &str) -> Option<Key> {
+    let mut buf = [0u8; KEY_BYTES];
+    if word.is_ascii() {
+        buf.get_mut(..word.len())?.copy_from_slice(word.as_bytes());
+    } else {
+        for (slot, c) in word.chars().enumerate() {
+            *buf.get_mut(slot)? = fold(c)?;
+        }
+    }
+    buf.make_ascii_lowercase();
+    Some(Key::from_le_bytes(buf))
+}
+
+/// Looks a word up, a possessive `'s` aside.
 fn flags(word: &str) -> Flags {
     let word = word
         .strip_suffix("'s")
         .or_else(|| word.strip_suffix("’s"))
         .unwrap_or(word);
-    if word.len() > 2 * MAX_WORD {
-        return Flags::default();
-    }
-    let mut buf = [0u8; MAX_WORD];
-    let mut n = 0;
-    for c in word.chars() {
-        let Some(a) = fold(c) else {
-            return Flags::default();
-        };
-        if n == MAX_WORD {
-            return Flags::default();
-        }
-        buf[n] = a.to_ascii_lowercase();
-        n += 1;
-    }
-    let lower = std::str::from_utf8(&buf[..n]).expect("ASCII");
-    LEXICON.get(lower).copied().unwrap_or_default()
+    key(word)
+        .and_then(|k| LEXICON.get(&k).copied())
+        .unwrap_or_default()
 }
 
 /// The ASCII letter a Latin letter is written as without its accent.
@@ -199,21 +206,18 @@ fn fold(c: char) -> Option<u8> {
     if c.is_ascii() {
         return Some(c as u8);
     }
-    const FOLDS: [(&str, u8); 9] = [
-        ("àáâãäåÀÁÂÃÄÅ", b'a'),
-        ("çÇ", b'c'),
-        ("èéêëÈÉÊË", b'e'),
-        ("ìíîïÌÍÎÏ", b'i'),
-        ("ñÑ", b'n'),
-        ("òóôõöøÒÓÔÕÖØ", b'o'),
-        ("ùúûüÙÚÛÜ", b'u'),
-        ("ýÿÝ", b'y'),
-        ("šŠ", b's'),
-    ];
-    FOLDS
-        .iter()
-        .find(|(set, _)| set.contains(c))
-        .map(|&(_, a)| a)
+    Some(match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => b'a',
+        'ç' | 'Ç' => b'c',
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => b'e',
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => b'i',
+        'ñ' | 'Ñ' => b'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' => b'o',
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => b'u',
+        'ý' | 'ÿ' | 'Ý' => b'y',
+        'š' | 'Š' => b's',
+        _ => return None,
+    })
 }
 
 /// Title case (`Smith`, `O'Brien`, `José`) or upper case (`SMITH`).
@@ -235,7 +239,11 @@ pub(crate) struct Word {
 fn describe(text: &str, w: &Range<usize>) -> Word {
     let b = text.as_bytes();
     let word = &text[w.clone()];
-    let capitalised = capitalised(word);
+    // An ASCII first letter decides without decoding a char.
+    let capitalised = match b[w.start] {
+        c if c.is_ascii() => c.is_ascii_uppercase(),
+        _ => capitalised(word),
+    };
     let in_code = (w.start > 0 && b[w.start - 1].is_ascii_digit())
         || b.get(w.end).is_some_and(u8::is_ascii_digit);
     let flags = if capitalised {
@@ -293,6 +301,11 @@ pub(crate) fn find(text: &str, words: &[Range<usize>], described: &mut Vec<Word>
     let described = &described[..];
     let mut k = 0;
     while k < words.len() {
+        // Most words cannot start a name: skip them without the full judge.
+        if !name_word(&described[k]) {
+            k += 1;
+            continue;
+        }
         match name_at(text, words, described, k) {
             Ok((last, range)) => {
                 out.push(Hit::new(range, Entity::Name));
@@ -494,6 +507,16 @@ mod tests {
             .is_empty()
         );
         assert_eq!(names("seen by Dr. Crouch. Lives alone"), ["Crouch"]);
+    }
+
+    #[test]
+    fn lexicon_keys_fold_case_and_accents() {
+        assert_eq!(key("GARCÍA"), key("garcia"));
+        assert_ne!(key("ab"), key("abc"));
+        assert!(key("abcdefghijklmnop").is_some());
+        assert_eq!(key("abcdefghijklmnopq"), None, "longer than any list word");
+        assert_eq!(key("山田"), None);
+        assert!(flags("Garcia's").family);
     }
 
     #[test]

@@ -3,22 +3,28 @@
 
 use std::net::Ipv6Addr;
 
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 use memchr::{memchr_iter, memchr2_iter};
 
-use super::{Hit, Hits};
+use super::scan::occurrences;
+use super::{AT, ByteClasses, COLON, DASH, DOT, Hit, Hits};
 use crate::mask::entity::Entity;
 
-pub(crate) fn find(text: &str, out: &mut Hits) {
+/// `seen` says which of the bytes these formats need the text holds, so
+/// that a phone number or a date is not searched for `@`, `://` or `::`.
+pub(crate) fn find(text: &str, seen: &ByteClasses, out: &mut Hits) {
     let b = text.as_bytes();
-    if memchr::memchr(b'@', b).is_some() {
+    if seen.has(AT) {
         emails(b, out);
     }
-    urls(b, out);
-    macs(b, out);
-    ipv6(text, out);
+    if seen.has(COLON | DOT) {
+        urls(b, out);
+    }
+    if seen.has(COLON | DASH) {
+        macs(b, out);
+    }
+    if seen.has(COLON) {
+        ipv6(text, out);
+    }
 }
 
 fn local_part(c: u8) -> bool {
@@ -72,10 +78,8 @@ fn url_stop(c: u8) -> bool {
 
 fn urls(b: &[u8], out: &mut Hits) {
     let mut done = 0;
-    static SCHEME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"://"));
-    static WWW: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"www."));
-    let schemes = SCHEME.find_iter(b).map(|p| (p, true));
-    let www = WWW.find_iter(b).map(|p| (p, false));
+    let schemes = occurrences(b, b"://", 0).map(|p| (p, true));
+    let www = occurrences(b, b"www.", 0).map(|p| (p, false));
     let mut starts: Vec<(usize, bool)> = schemes.chain(www).collect();
     starts.sort_unstable();
     for (p, scheme) in starts {
@@ -229,7 +233,7 @@ mod tests {
 
     fn found(text: &str, entity: Entity) -> Vec<&str> {
         let mut out = Hits::new();
-        find(text, &mut out);
+        find(text, &ByteClasses::of(text.as_bytes()), &mut out);
         out.into_iter()
             .filter(|h| h.entity == entity)
             .map(|h| &text[h.range])

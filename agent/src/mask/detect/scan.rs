@@ -20,8 +20,14 @@ pub(crate) fn digit_groups(b: &[u8], out: &mut Vec<Range<usize>>) {
 }
 
 /// Maximal runs of letters (any script), with apostrophes between letters
-/// kept inside (`O'Brien`, `Parkinson's`), into `out`.
-pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
+/// kept inside (`O'Brien`, `Parkinson's`), into `words`; and in the same
+/// walk the maximal runs of ASCII digits, into `groups` (what
+/// `digit_groups` finds), so free text is read once for both.
+pub(crate) fn words_and_digits(
+    text: &str,
+    words: &mut Vec<Range<usize>>,
+    groups: &mut Vec<Range<usize>>,
+) {
     let b = text.as_bytes();
     let mut start: Option<usize> = None;
     let mut i = 0;
@@ -29,6 +35,26 @@ pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
         if b[i].is_ascii_alphabetic() {
             start.get_or_insert(i);
             i += 1;
+            while i < b.len() && b[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            continue;
+        }
+        // Any other ASCII byte but an apostrophe ends a word: decided
+        // without decoding a char, as most bytes are.
+        if b[i].is_ascii() && b[i] != b'\'' {
+            if let Some(s) = start.take() {
+                words.push(s..i);
+            }
+            let digits = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i > digits {
+                groups.push(digits..i);
+            } else {
+                i += 1;
+            }
             continue;
         }
         let (c, len) = if b[i] < 0x80 {
@@ -47,12 +73,12 @@ pub(crate) fn words(text: &str, out: &mut Vec<Range<usize>>) {
         if letter || joiner {
             start.get_or_insert(i);
         } else if let Some(s) = start.take() {
-            out.push(s..i);
+            words.push(s..i);
         }
         i += len;
     }
     if let Some(s) = start {
-        out.push(s..b.len());
+        words.push(s..b.len());
     }
 }
 
@@ -66,7 +92,7 @@ pub(crate) fn digit_groups_of(b: &[u8]) -> Vec<Range<usize>> {
 #[cfg(test)]
 pub(crate) fn words_of(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
-    words(text, &mut out);
+    words_and_digits(text, &mut out, &mut Vec::new());
     out
 }
 
@@ -100,13 +126,31 @@ pub(crate) fn clear_after(b: &[u8], j: usize) -> bool {
 /// bytes before `pos`, starting at a word boundary (`tel` is not in `hotel`).
 pub(crate) fn cue_before(b: &[u8], pos: usize, window: usize, cues: &[&str]) -> bool {
     let from = pos.saturating_sub(window);
-    let hay = &b[from..pos];
-    cues.iter().any(|cue| {
-        let cue = cue.as_bytes();
-        hay.windows(cue.len()).enumerate().any(|(k, w)| {
-            let at = from + k;
-            w.eq_ignore_ascii_case(cue) && (at == 0 || !b[at - 1].is_ascii_alphabetic())
-        })
+    // Only word starts can begin a cue: test the cues there alone.
+    (from..pos).any(|at| {
+        let starts_word = at == 0 || !b[at - 1].is_ascii_alphabetic();
+        starts_word
+            && cues.iter().any(|cue| {
+                b[at..pos]
+                    .get(..cue.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(cue.as_bytes()))
+            })
+    })
+}
+
+/// Where `needle` starts in `b`, found by a memchr for its byte at `rare`:
+/// on the short strings most values are, cheaper than setting up a
+/// substring search. Every occurrence is reported, which is what a
+/// substring search reports for a needle that cannot overlap itself
+/// (`://`, `www.`, `, `, `ox `: the only ones used).
+pub(crate) fn occurrences<'a>(
+    b: &'a [u8],
+    needle: &'a [u8],
+    rare: usize,
+) -> impl Iterator<Item = usize> + 'a {
+    memchr::memchr_iter(needle[rare], b).filter_map(move |p| {
+        let start = p.checked_sub(rare)?;
+        b[start..].starts_with(needle).then_some(start)
     })
 }
 
@@ -133,6 +177,24 @@ mod tests {
     }
 
     #[test]
+    fn one_walk_finds_the_digit_groups_too() {
+        for t in [
+            "O'Brien 12ab-34 ’5 José9 山田 1'2 x''y 7",
+            "99",
+            "a",
+            "",
+            "Parkinson's 3/14/1980, tel. 617-555-0100.",
+        ] {
+            let mut groups = Vec::new();
+            words_and_digits(t, &mut Vec::new(), &mut groups);
+            assert_eq!(groups, digit_groups_of(t.as_bytes()), "{t}");
+        }
+        let t = "ab12cd 3'x O'9";
+        let got: Vec<&str> = words_of(t).into_iter().map(|r| &t[r]).collect();
+        assert_eq!(got, vec!["ab", "cd", "x", "O"]);
+    }
+
+    #[test]
     fn boundaries() {
         assert!(clear_before(b" 123", 1));
         assert!(!clear_before(b"a123", 1));
@@ -143,9 +205,30 @@ mod tests {
     }
 
     #[test]
+    fn needles() {
+        let found =
+            |b: &'static [u8], n: &'static [u8], rare| occurrences(b, n, rare).collect::<Vec<_>>();
+        assert_eq!(found(b"a://b ://", b"://", 0), [1, 6]);
+        assert_eq!(found(b"wwww.x www.", b"www.", 0), [1, 7]);
+        assert_eq!(found(b"wwww.x www.", b"www.", 3), [1, 7]);
+        assert_eq!(found(b"ww. www", b"www.", 3), Vec::<usize>::new());
+        assert_eq!(found(b"Box 1, box ", b"ox ", 1), [1, 8]);
+    }
+
+    #[test]
     fn cues() {
         let t = b"Home tel: 617";
         assert!(cue_before(t, 10, 12, &["tel"]));
         assert!(!cue_before(b"hotel 617", 6, 12, &["tel"]));
+        assert!(
+            cue_before(b"TEL617", 3, 12, &["x", "tel"]),
+            "may end at pos"
+        );
+        assert!(!cue_before(b"tel 617", 2, 12, &["tel"]), "must end by pos");
+        assert!(
+            !cue_before(b"tel 617", 7, 3, &["tel"]),
+            "must start in window"
+        );
+        assert!(cue_before(b"tel 617", 7, 7, &["tel"]));
     }
 }
