@@ -68,9 +68,11 @@ pub struct Record {
     pub uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
-    /// Arguments or result, already masked: never unmasked PHI, never a credential.
+    /// Arguments or result, already masked: never unmasked PHI, never a
+    /// credential. Kept as JSON text on one line (written as it stands,
+    /// without parsing it into a tree and printing it again).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -56,7 +56,8 @@ pub fn record(i: usize) -> Record {
     }
     if kind == Kind::Response {
         r.masked = Some([("name".to_string(), 2)].into());
-        r.payload = Some(serde_json::json!({"name": "[NAME]", "n": i}));
+        r.payload =
+            serde_json::value::to_raw_value(&serde_json::json!({"name": "[NAME]", "n": i})).ok();
     }
     r
 }

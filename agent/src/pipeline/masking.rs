@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use crate::config::{Config, MaskChoice};
@@ -81,9 +82,11 @@ pub struct MaskedMessage {
 }
 
 impl MaskedMessage {
-    /// The payload a record keeps: the masked JSON value (a masked string
-    /// when the message was not JSON), or why it is not kept.
-    pub fn payload(&self) -> Result<Value, String> {
+    /// The payload a record keeps: the masked JSON (a masked string when
+    /// the message was not JSON), or why it is not kept. One-line JSON is
+    /// kept as its text, checked but not parsed into a tree: a record's
+    /// payload is most of the cost of recording a large result.
+    pub fn payload(&self) -> Result<Box<RawValue>, String> {
         if let Outcome::TooLarge { len, limit } = self.outcome {
             return Err(format!(
                 "{len} bytes, over the masking profile's limit of {limit}"
@@ -95,12 +98,16 @@ impl MaskedMessage {
                 self.bytes.len()
             ));
         }
+        let parse_error = |e: serde_json::Error| format!("masked JSON did not parse back: {e}");
         match self.outcome {
-            Outcome::Json => serde_json::from_slice(&self.bytes)
-                .map_err(|e| format!("masked JSON did not parse back: {e}")),
-            _ => Ok(Value::String(
+            Outcome::Json => {
+                let text = String::from_utf8(one_line(&self.bytes)).map_err(|e| e.to_string())?;
+                RawValue::from_string(text).map_err(parse_error)
+            }
+            _ => serde_json::value::to_raw_value(&Value::String(
                 String::from_utf8_lossy(&self.bytes).into_owned(),
-            )),
+            ))
+            .map_err(parse_error),
         }
     }
 
@@ -122,6 +129,26 @@ pub fn mask_message(masker: &Masker, raw: &[u8]) -> MaskedMessage {
         counts: masked.counts,
         outcome: masked.outcome,
     }
+}
+
+/// JSON text without the line breaks between its tokens (a record is one
+/// line); strings cannot hold a raw line break, so only those go.
+fn one_line(json: &[u8]) -> Vec<u8> {
+    if memchr::memchr2(b'\n', b'\r', json).is_none() {
+        return json.to_vec();
+    }
+    let mut out = Vec::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in json {
+        match c {
+            b'\n' | b'\r' if !in_string => continue,
+            b'"' if !escaped => in_string = !in_string,
+            _ => {}
+        }
+        escaped = in_string && c == b'\\' && !escaped;
+        out.push(c);
+    }
+    out
 }
 
 /// A body too large for its endpoint's profile: refused, not forwarded.
@@ -275,8 +302,25 @@ mod tests {
             "{:?}",
             m.messages[1].counts
         );
-        let p = m.messages[1].payload().unwrap();
+        let p: Value = serde_json::from_str(m.messages[1].payload().unwrap().get()).unwrap();
         assert_eq!(p["result"]["structuredContent"]["icd10"], "E11.9");
+    }
+
+    #[test]
+    fn payloads_are_kept_on_one_line() {
+        let compact = br#"{"jsonrpc":"2.0","id":1,"result":{"ssn": "123-45-6789"}}"#;
+        let p = mask_message(&masker(), compact).payload().unwrap();
+        assert_eq!(
+            p.get(),
+            r#"{"jsonrpc":"2.0","id":1,"result":{"ssn": "***********"}}"#
+        );
+        let pretty = b"{\n  \"jsonrpc\": \"2.0\",\r\n  \"id\": 1,\n  \"result\": {\"ssn\": \"123-45-6789\"}\n}";
+        let p = mask_message(&masker(), pretty).payload().unwrap();
+        assert_eq!(
+            p.get(),
+            r#"{  "jsonrpc": "2.0",  "id": 1,  "result": {"ssn": "***********"}}"#
+        );
+        assert_eq!(one_line(b"[\"a\\\"\\\\\",\n1]"), b"[\"a\\\"\\\\\",1]");
     }
 
     #[test]
@@ -294,7 +338,8 @@ mod tests {
     fn text_that_is_not_json_is_masked_as_text() {
         let m = mask_message(&masker(), b"call me at (415) 555-0172 please");
         assert!(!String::from_utf8_lossy(&m.bytes).contains("555-0172"));
-        assert!(matches!(m.payload().unwrap(), Value::String(_)));
+        let p: Value = serde_json::from_str(m.payload().unwrap().get()).unwrap();
+        assert!(matches!(p, Value::String(_)));
     }
 
     #[test]
