@@ -889,8 +889,10 @@ struct Expect {
     tool: String,
     /// `lookup`'s "ok", or the patient rows as sent.
     exact: Option<Value>,
-    /// Identifiers a masked `patients` response must not hold.
-    hidden: Vec<String>,
+    /// Identifiers a masked `patients` response must not hold, looked for
+    /// in one pass (the check must not cost the client more than the
+    /// exact comparison of the unmasked paths does).
+    hidden: Option<aho_corasick::AhoCorasick>,
 }
 
 impl Expect {
@@ -900,17 +902,17 @@ impl Expect {
             ("lookup", false) => Expect {
                 tool: args.tool.clone(),
                 exact: Some(ok),
-                hidden: Vec::new(),
+                hidden: None,
             },
             ("patients", false) => Expect {
                 tool: args.tool.clone(),
                 exact: Some(patients_result().clone()),
-                hidden: Vec::new(),
+                hidden: None,
             },
             ("patients", true) => Expect {
                 tool: args.tool.clone(),
                 exact: None,
-                hidden: patient_identifiers(),
+                hidden: Some(aho_corasick::AhoCorasick::new(patient_identifiers())?),
             },
             (tool, masked) => bail!("no check for --tool {tool} (masked: {masked})"),
         })
@@ -936,9 +938,11 @@ impl Expect {
                             .map(Vec::len),
                     "call {id}: rows missing from the masked result: {got}"
                 );
-                let text = String::from_utf8_lossy(body);
-                if let Some(leak) = self.hidden.iter().find(|v| text.contains(v.as_str())) {
-                    bail!("call {id}: the masked response holds {leak:?}");
+                if let Some(leak) = self.hidden.as_ref().and_then(|ac| ac.find(body)) {
+                    bail!(
+                        "call {id}: the masked response holds {:?}",
+                        String::from_utf8_lossy(&body[leak.range()])
+                    );
                 }
             }
         }
@@ -1147,7 +1151,28 @@ pub fn client(addr: SocketAddr, n: u32, args: &McpWorkerArgs) -> Result<String> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse_head;
+    use super::{Expect, McpWorkerArgs, parse_head, patients_result};
+    use serde_json::{Value, json};
+
+    /// The masked check passes the payload masked and fails it as sent.
+    #[test]
+    fn a_masked_patients_response_must_hold_no_identifier() {
+        let args = McpWorkerArgs {
+            tool: "patients".into(),
+            masked: true,
+            ..McpWorkerArgs::default()
+        };
+        let expect = Expect::new(&args).unwrap();
+        let sent = json!({"jsonrpc": "2.0", "id": 7, "result": patients_result()}).to_string();
+        let parsed: Value = serde_json::from_str(&sent).unwrap();
+        let err = expect.check(7, sent.as_bytes(), &parsed).unwrap_err();
+        assert!(err.to_string().contains("holds"), "{err}");
+        let masker =
+            mcp_warden::mask::Masker::new(mcp_warden::mask::Profile::safe_harbor(), b"k".to_vec());
+        let masked = masker.mask_json_bytes(sent.as_bytes()).bytes.into_owned();
+        let parsed: Value = serde_json::from_slice(&masked).unwrap();
+        expect.check(7, &masked, &parsed).unwrap();
+    }
 
     #[test]
     fn heads_are_parsed_strictly() {
