@@ -77,6 +77,10 @@ struct StrTok<'a> {
     decoded: Cow<'a, str>,
     /// Where decoded and encoded offsets part, when the token has escapes.
     escapes: Option<Escapes>,
+    /// In an escaped walk, a string with escapes of its own has two layers:
+    /// `escapes` maps decoded offsets to the document's text, and this
+    /// maps that text to the bytes of the string holding the document.
+    outer: Option<Escapes>,
 }
 
 impl StrTok<'_> {
@@ -91,7 +95,8 @@ impl StrTok<'_> {
     /// The offset in the message of decoded byte `i` (on a character
     /// boundary, or the end).
     fn encoded(&self, i: usize) -> usize {
-        self.content_start() + self.escapes.as_ref().map_or(i, |e| e.encoded(i))
+        let inner = self.escapes.as_ref().map_or(i, |e| e.encoded(i));
+        self.content_start() + self.outer.as_ref().map_or(inner, |o| o.encoded(inner))
     }
 }
 
@@ -101,6 +106,18 @@ impl StrTok<'_> {
 struct Escapes(Vec<(u32, u32, u8, u8)>);
 
 impl Escapes {
+    /// Appends `c`, decoded from the `len`-byte escape at `encoded_at`, to
+    /// `out`, and notes where it came from.
+    fn decode(&mut self, out: &mut String, encoded_at: usize, c: char, len: usize) {
+        self.0.push((
+            out.len() as u32,
+            encoded_at as u32,
+            c.len_utf8() as u8,
+            len as u8,
+        ));
+        out.push(c);
+    }
+
     fn encoded(&self, i: usize) -> usize {
         let i = i as u32;
         let at = self.0.partition_point(|e| e.0 <= i);
@@ -322,6 +339,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 content_start: i,
                 decoded: Cow::Borrowed(&self.s[i..i + k]),
                 escapes: None,
+                outer: None,
             });
         }
         match decode_token(self.s, start, i + k) {
@@ -332,6 +350,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                     content_start: i,
                     decoded: Cow::Owned(decoded),
                     escapes: Some(escapes),
+                    outer: None,
                 })
             }
             // Rare: the exact error comes from the validating reader.
@@ -339,17 +358,22 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         }
     }
 
-    /// A string of a document inside a string, `\"…\"`, whose content holds
-    /// no escape of its own: its decoded text is then its raw bytes. Any
-    /// other string (an inner escape, a bare `"` that would end the outer
-    /// string) fails the escaped walk, and the slow path takes over.
+    /// A string of a document inside a string, `\"…\"`. Without escapes of
+    /// its own its decoded text is its raw bytes; with them (Python's
+    /// `json.dumps` writes `é` as `\u00e9`, which the outer string holds as
+    /// `\\u00e9`) both layers are decoded. A bare `"` (which would end the
+    /// outer string), a control byte or a bad escape fails the escaped walk,
+    /// and the slow path takes over.
     fn escaped_string(&mut self) -> Result<StrTok<'a>, JsonError> {
         let b = self.b;
         let start = self.pos;
         let i = start + 2;
         let k = plain_run(b, i).ok_or(JsonError::Syntax(b.len()))?;
-        if b[i + k] != b'\\' || b.get(i + k + 1) != Some(&b'"') {
+        if b[i + k] != b'\\' {
             return Err(JsonError::Syntax(i + k));
+        }
+        if b.get(i + k + 1) != Some(&b'"') {
+            return self.two_layer_string(start);
         }
         self.pos = i + k + 2;
         Ok(StrTok {
@@ -357,6 +381,70 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             content_start: i,
             decoded: Cow::Borrowed(&self.s[i..i + k]),
             escapes: None,
+            outer: None,
+        })
+    }
+
+    /// [`Self::escaped_string`] for a string with escapes: the outer
+    /// string's escapes are resolved up to the inner string's closing quote
+    /// (a `"` the inner text does not escape), then the inner string's own.
+    fn two_layer_string(&mut self, start: usize) -> Result<StrTok<'a>, JsonError> {
+        let b = self.b;
+        let i = start + 2;
+        let fail = |at: usize| Err(JsonError::Syntax(at));
+        // The inner string's content as the document writes it.
+        let mut text = String::new();
+        let mut outer = Escapes::default();
+        let mut escaping = false;
+        let mut j = i;
+        let end = loop {
+            let run = plain_run(b, j).ok_or(JsonError::Syntax(b.len()))?;
+            if run > 0 {
+                text.push_str(&self.s[j..j + run]);
+                escaping = false;
+                j += run;
+            }
+            if b[j] != b'\\' {
+                return fail(j);
+            }
+            let Some((c, len)) = unescape(b, j) else {
+                return fail(j);
+            };
+            if c == '"' && !escaping {
+                // closed by `\"` (not `\u0022`): two bytes, as for any token
+                // of the walk (see `StrTok::content_end`)
+                if len != 2 {
+                    return fail(j);
+                }
+                break j + len;
+            }
+            if c < ' ' {
+                // a raw control character in the inner string: not JSON
+                return fail(j);
+            }
+            outer.decode(&mut text, j - i, c, len);
+            escaping = c == '\\' && !escaping;
+            j += len;
+        };
+        let (decoded, escapes) = match text.find('\\') {
+            None => (text, None),
+            Some(first) => {
+                let token = format!("\"{text}\"");
+                match decode_token(&token, 0, first + 1) {
+                    Some((token_end, decoded, escapes)) if token_end == token.len() => {
+                        (decoded, Some(escapes))
+                    }
+                    _ => return fail(i),
+                }
+            }
+        };
+        self.pos = end;
+        Ok(StrTok {
+            range: start..end,
+            content_start: i,
+            decoded: Cow::Owned(decoded),
+            escapes,
+            outer: Some(outer),
         })
     }
 
@@ -372,6 +460,10 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             return false;
         }
         let start = self.pos;
+        // Most strings are not documents: their first byte says so.
+        if !matches!(self.b.get(start + 1), Some(b'{' | b'[' | b' ' | b'\\')) {
+            return false;
+        }
         let mut inner = Walker {
             m: self.m,
             s: self.s,
@@ -658,51 +750,9 @@ fn decode_token(s: &str, start: usize, first: usize) -> Option<(usize, String, E
     out.push_str(&s[content..first]);
     let mut escapes = Escapes(Vec::with_capacity(16));
     let mut i = first;
-    let hex4 = |at: usize| {
-        let h = b.get(at..at + 4)?;
-        h.iter()
-            .all(u8::is_ascii_hexdigit)
-            .then(|| u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
-            .flatten()
-    };
     loop {
-        // At a backslash.
-        let (c, len) = match *b.get(i + 1)? {
-            b'"' => ('"', 2),
-            b'\\' => ('\\', 2),
-            b'/' => ('/', 2),
-            b'b' => ('\u{8}', 2),
-            b'f' => ('\u{c}', 2),
-            b'n' => ('\n', 2),
-            b'r' => ('\r', 2),
-            b't' => ('\t', 2),
-            b'u' => {
-                let hi = hex4(i + 2)?;
-                if (0xD800..0xDC00).contains(&hi) {
-                    if b.get(i + 6..i + 8) != Some(b"\\u") {
-                        return None;
-                    }
-                    let lo = hex4(i + 8)?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return None;
-                    }
-                    (
-                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?,
-                        12,
-                    )
-                } else {
-                    (char::from_u32(hi)?, 6)
-                }
-            }
-            _ => return None,
-        };
-        escapes.0.push((
-            out.len() as u32,
-            (i - content) as u32,
-            c.len_utf8() as u8,
-            len as u8,
-        ));
-        out.push(c);
+        let (c, len) = unescape(b, i)?;
+        escapes.decode(&mut out, i - content, c, len);
         i += len;
         // The plain run up to the next quote, backslash or control byte:
         // byte by byte while it is short (pretty JSON), by memchr after.
@@ -725,6 +775,47 @@ fn decode_token(s: &str, start: usize, first: usize) -> Option<(usize, String, E
             _ => return None,
         }
     }
+}
+
+/// The character the escape at `i` (a backslash) stands for, and the
+/// escape's length; `None` for a bad escape or a lone surrogate.
+fn unescape(b: &[u8], i: usize) -> Option<(char, usize)> {
+    let hex4 = |at: usize| {
+        let h = b.get(at..at + 4)?;
+        h.iter()
+            .all(u8::is_ascii_hexdigit)
+            .then(|| u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+            .flatten()
+    };
+    Some(match *b.get(i + 1)? {
+        b'"' => ('"', 2),
+        b'\\' => ('\\', 2),
+        b'/' => ('/', 2),
+        b'b' => ('\u{8}', 2),
+        b'f' => ('\u{c}', 2),
+        b'n' => ('\n', 2),
+        b'r' => ('\r', 2),
+        b't' => ('\t', 2),
+        b'u' => {
+            let hi = hex4(i + 2)?;
+            if (0xD800..0xDC00).contains(&hi) {
+                if b.get(i + 6..i + 8) != Some(b"\\u") {
+                    return None;
+                }
+                let lo = hex4(i + 8)?;
+                if !(0xDC00..0xE000).contains(&lo) {
+                    return None;
+                }
+                (
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?,
+                    12,
+                )
+            } else {
+                (char::from_u32(hi)?, 6)
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// Where the string token at `start` is not valid JSON (truncated, a

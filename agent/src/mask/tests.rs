@@ -34,6 +34,54 @@ fn tool_result(structured: Value) -> String {
     .to_string()
 }
 
+/// Python's `json.dumps` (the SDK's text copy) writes non-ASCII as `\u`
+/// escapes, which the message then holds doubled: `Jos\\u00e9`.
+#[test]
+fn ascii_escaped_text_copies_are_masked_like_the_structured_one() {
+    let m = masker();
+    let structured = json!({"rows": [{"patient_name": "José García", "note": "Seen by Dr. Núñez, call 617-555-0123"}]});
+    let pretty = serde_json::to_string_pretty(&structured).unwrap();
+    let ascii: String = pretty
+        .chars()
+        .map(|c| {
+            if c.is_ascii() {
+                c.to_string()
+            } else {
+                format!("\\u{:04x}", c as u32)
+            }
+        })
+        .collect();
+    assert!(ascii.contains("Jos\\u00e9"));
+    let message = json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "content": [{"type": "text", "text": ascii}],
+        "structuredContent": structured,
+    }})
+    .to_string();
+    let (out, masked) = mask_str(&m, &message);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    let copy: Value = serde_json::from_str(text).unwrap();
+    let sc = &v["result"]["structuredContent"]["rows"][0];
+    let stars = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|c| c == b'*'))
+    };
+    assert!(stars(&sc["patient_name"]), "{sc}");
+    // one star per byte of the doubled escapes the message holds
+    assert_eq!(
+        copy["rows"][0]["patient_name"].as_str().map(str::len),
+        Some(23),
+        "{copy}"
+    );
+    assert!(stars(&copy["rows"][0]["patient_name"]), "{copy}");
+    assert!(
+        !text.contains("Garc") && !text.contains("617-555"),
+        "{text}"
+    );
+    assert_eq!(masked.counts.get(&Entity::Name), 4);
+    assert_eq!(masked.counts.get(&Entity::Phone), 2);
+}
+
 #[test]
 fn tool_result_structured_and_embedded_copies_mask_alike() {
     let m = masker();
