@@ -450,11 +450,11 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
 
     /// A string holding one whole JSON document (SDKs put a pretty copy of
     /// `structuredContent` into `content[0].text`), walked over its encoded
-    /// bytes: no decoded copy, and edits land where they stand. It works
-    /// only while the document's own strings need no unescaping; otherwise
-    /// (or when the string is not one whole document) it returns false
-    /// having planned nothing, and the string is decoded and planned as
-    /// usual, which reaches the same result.
+    /// bytes: no decoded copy of the document, and edits land where they
+    /// stand (see `escaped_string` for its strings). When the string is not
+    /// one whole document the walk can read, it returns false having planned
+    /// nothing, and the string is decoded and planned as usual, which
+    /// reaches the same result.
     fn embedded(&mut self, scope: Scope) -> bool {
         if scope.mode() != Some(Mode::Full) || self.nesting >= MAX_EMBEDDED {
             return false;
@@ -754,20 +754,9 @@ fn decode_token(s: &str, start: usize, first: usize) -> Option<(usize, String, E
         let (c, len) = unescape(b, i)?;
         escapes.decode(&mut out, i - content, c, len);
         i += len;
-        // The plain run up to the next quote, backslash or control byte:
-        // byte by byte while it is short (pretty JSON), by memchr after.
+        // The plain run up to the next quote, backslash or control byte.
         let run = i;
-        let short = b.len().min(i + 16);
-        while i < short && !matches!(b[i], b'"' | b'\\' | 0..0x20) {
-            i += 1;
-        }
-        if i == short {
-            let k = memchr2(b'"', b'\\', &b[i..])?;
-            if has_control(&b[i..i + k]) {
-                return None;
-            }
-            i += k;
-        }
+        i += plain_run(b, i)?;
         out.push_str(s.get(run..i)?);
         match b.get(i)? {
             b'"' => return Some((i + 1, out, escapes)),

@@ -83,9 +83,9 @@ pub struct MaskedMessage {
 
 impl MaskedMessage {
     /// The payload a record keeps: the masked JSON (a masked string when
-    /// the message was not JSON), or why it is not kept. One-line JSON is
-    /// kept as its text, checked but not parsed into a tree: a record's
-    /// payload is most of the cost of recording a large result.
+    /// the message was not JSON), or why it is not kept. JSON is kept as
+    /// its text, line breaks between tokens removed, checked but not parsed
+    /// into a tree: that was most of the cost of recording a large result.
     pub fn payload(&self) -> Result<Box<RawValue>, String> {
         if let Outcome::TooLarge { len, limit } = self.outcome {
             return Err(format!(
