@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
 
-use super::detect::scan::digit_groups;
+use super::detect::scan::digit_runs;
 use super::edit::{Edit, keep_last_chars};
 use super::entity::Entity;
 use super::pseudonym::Pseudonyms;
@@ -137,17 +137,17 @@ fn star_all_but(bytes: &[u8], base: usize, keep: Option<Range<usize>>, out: &mut
 /// a two-digit year after an apostrophe (`Mar '80`).
 pub(crate) fn year_in(date: &str) -> Option<Range<usize>> {
     let b = date.as_bytes();
-    let mut runs = Vec::new();
-    digit_groups(b, &mut runs);
-    if let Some(r) = runs
-        .iter()
-        .find(|r| r.len() == 4 && matches!(b[r.start], b'1' | b'2'))
-    {
-        return Some(r.clone());
+    let (mut runs, mut last) = (0, None);
+    for r in digit_runs(b) {
+        if r.len() == 4 && matches!(b[r.start], b'1' | b'2') {
+            return Some(r);
+        }
+        runs += 1;
+        last = Some(r);
     }
-    let last = runs.last()?;
+    let last = last?;
     let apostrophe = last.start > 0 && b[last.start - 1] == b'\'';
-    (last.len() == 2 && (runs.len() == 3 || apostrophe)).then(|| last.clone())
+    (last.len() == 2 && (runs == 3 || apostrophe)).then_some(last)
 }
 
 /// Three-digit ZIP areas of 20,000 people or fewer (HHS guidance, 2000

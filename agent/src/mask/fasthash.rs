@@ -24,11 +24,21 @@ impl Hasher for FxHasher {
             self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(buf));
-        }
+        // The last 1-7 bytes as one word, from two loads that may overlap
+        // (no copy into a buffer); the length keeps "ab" apart from "abab".
+        let n = rest.len();
+        let word = match n {
+            0 => return,
+            1..=3 => {
+                u64::from(rest[0]) | u64::from(rest[n / 2]) << 8 | u64::from(rest[n - 1]) << 16
+            }
+            _ => {
+                let lo = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+                let hi = u32::from_le_bytes(rest[n - 4..].try_into().expect("4 bytes"));
+                u64::from(lo) | u64::from(hi) << 32
+            }
+        };
+        self.add(word ^ (n as u64) << 59);
     }
 
     fn write_u8(&mut self, i: u8) {

@@ -14,7 +14,7 @@ use super::Masker;
 use super::action::{Action, plan_number};
 use super::edit::{Edit, Fill, lift};
 use super::entity::{Counts, Entity};
-use super::fasthash::FastMap;
+use super::key_cache::{KeyCache, MediaField};
 use super::keys::applies;
 use super::media::{Media, MediaPolicy};
 use super::memo;
@@ -46,9 +46,9 @@ pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Co
         depth: 0,
         nesting,
         escaped: false,
-        edits: Vec::new(),
+        edits: Vec::with_capacity(edit_estimate(b.len())),
         counts: Counts::default(),
-        rules: FastMap::default(),
+        keys: KeyCache::default(),
         planned: Vec::new(),
     };
     w.ws();
@@ -65,6 +65,14 @@ pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Co
     // edits inside it.
     w.edits.sort_by_key(|e| e.range.start);
     Ok((w.edits, w.counts))
+}
+
+/// Room for the edits of `len` bytes of JSON, made up front: structured
+/// rows hold about one masked value per 32 bytes, and growing the list
+/// edit by edit copies it over and over. Capped, so a large document with
+/// little to mask does not reserve much.
+fn edit_estimate(len: usize) -> usize {
+    (len / 32).min(4096)
 }
 
 /// A string token: where it is, and its decoded text.
@@ -161,8 +169,8 @@ struct Walker<'m, 'a> {
     escaped: bool,
     edits: Vec<Edit>,
     counts: Counts,
-    /// Key → its own rule, for this walk: rows repeat the same keys.
-    rules: FastMap<Box<str>, Option<&'a Entity>>,
+    /// What each key read so far means: rows repeat the same keys.
+    keys: KeyCache<'a>,
     /// Scratch for one string's edits.
     planned: Vec<Edit>,
 }
@@ -206,27 +214,29 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         }
     }
 
-    /// The rule for the value under `key` (see `Masker::rule`), with the
-    /// key's own rule looked up once per walk.
-    fn rule(
+    /// The scope and rule of the value under `key` in an object of `scope`
+    /// whose own rule is `inherited` (see `Masker::rule`), and which media
+    /// field the key names; each key is worked out once per walk.
+    fn under_key(
         &mut self,
         scope: Scope,
         key: &str,
         inherited: Option<&'a Entity>,
-    ) -> Option<&'a Entity> {
-        if !scope.is_content() {
-            return None;
-        }
+    ) -> (Scope, Option<&'a Entity>, Option<MediaField>) {
         let m: &'a Masker = self.m;
-        let own = match self.rules.get(key) {
-            Some(own) => *own,
-            None => {
-                let own = m.rule(Mode::Full, Some(key), None);
-                self.rules.insert(key.into(), own);
-                own
-            }
+        let info = self.keys.get(m, key);
+        let child = match scope {
+            Scope::Content => info.in_content,
+            _ => scope.child(key),
         };
-        own.or(inherited.filter(|e| m.profile.is_enabled(e)))
+        let rule = child
+            .is_content()
+            .then(|| {
+                info.own_rule
+                    .or(inherited.filter(|e| m.profile.is_enabled(e)))
+            })
+            .flatten();
+        (child, rule, info.media)
     }
 
     /// A value whose key rule is `rule`.
@@ -243,6 +253,13 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 Ok(Verdict::Keep)
             }
             Some(b'"' | b'\\') if self.at_string() => {
+                if let Some(entity) = rule
+                    && scope.mode().is_some()
+                    && self.m.profile.action(entity) == Action::Redact
+                    && self.redact_plain(entity)
+                {
+                    return Ok(Verdict::Keep);
+                }
                 if !self.escaped && rule.is_none() && self.embedded(scope) {
                     return Ok(Verdict::Keep);
                 }
@@ -309,6 +326,32 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         }
         self.pos = i;
         Ok(start..i)
+    }
+
+    /// A string under a key rule that redacts, when it holds no escapes: one
+    /// run of stars over its bytes, planned without reading it as a token
+    /// (most values of structured rows). False, having read nothing, for any
+    /// other string; the general path then reads it.
+    fn redact_plain(&mut self, entity: &Entity) -> bool {
+        let b = self.b;
+        let quote = if self.escaped { 2 } else { 1 };
+        let start = self.pos + quote;
+        let Some(k) = plain_run(b, start) else {
+            return false;
+        };
+        let end = start + k;
+        let closed = if self.escaped {
+            b[end] == b'\\' && b.get(end + 1) == Some(&b'"')
+        } else {
+            b[end] == b'"'
+        };
+        if !closed || !applies(entity, &self.s[start..end]) {
+            return false;
+        }
+        self.counts.add(entity, 1);
+        self.edits.push(Edit::stars(start..end));
+        self.pos = end + quote;
+        true
     }
 
     /// At the start of a string token: `"`, or `\"` in an escaped walk.
@@ -472,9 +515,9 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             depth: 0,
             nesting: self.nesting + 1,
             escaped: true,
-            edits: Vec::new(),
+            edits: Vec::with_capacity(edit_estimate(self.b.len() - start)),
             counts: Counts::default(),
-            rules: std::mem::take(&mut self.rules),
+            keys: std::mem::take(&mut self.keys),
             planned: std::mem::take(&mut self.planned),
         };
         inner.ws();
@@ -484,7 +527,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 inner.ws();
                 inner.b.get(inner.pos) == Some(&b'"')
             };
-        self.rules = std::mem::take(&mut inner.rules);
+        self.keys = std::mem::take(&mut inner.keys);
         self.planned = std::mem::take(&mut inner.planned);
         if !whole {
             return false;
@@ -524,25 +567,28 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             self.ws();
             self.expect(b':')?;
             self.ws();
-            let key = key.decoded;
-            let child = scope.child(&key);
-            let child_rule = self.rule(child, &key, rule);
-            let is_string = self.at_string();
-            let media_field = scope.is_content() && is_string;
-            if media_field && (key == "data" || key == "blob") {
-                let tok = self.string()?;
-                media.deferred.push((key == "blob", tok, child_rule));
-            } else if media_field && (key == "type" || key == "mimeType") {
-                let tok = self.string()?;
-                let value = tok.decoded.to_string();
-                self.mask_string(&tok, child, child_rule);
-                if key == "type" {
-                    media.item_type = Some(value);
-                } else {
-                    media.mime = Some(value);
+            let (child, child_rule, field) = self.under_key(scope, &key.decoded, rule);
+            let field = field.filter(|_| scope.is_content() && self.at_string());
+            match field {
+                Some(f @ (MediaField::Data | MediaField::Blob)) => {
+                    let tok = self.string()?;
+                    media
+                        .deferred
+                        .push((f == MediaField::Blob, tok, child_rule));
                 }
-            } else {
-                self.value(child, child_rule, false)?;
+                Some(f @ (MediaField::Type | MediaField::MimeType)) => {
+                    let tok = self.string()?;
+                    let value = tok.decoded.to_string();
+                    self.mask_string(&tok, child, child_rule);
+                    if f == MediaField::Type {
+                        media.item_type = Some(value);
+                    } else {
+                        media.mime = Some(value);
+                    }
+                }
+                None => {
+                    self.value(child, child_rule, false)?;
+                }
             }
             self.ws();
             match self.b.get(self.pos) {
@@ -841,25 +887,15 @@ fn string_error(b: &[u8], start: usize) -> JsonError {
 /// Eight bytes at a time while the run is short (most keys and values),
 /// by memchr after.
 fn plain_run(b: &[u8], i: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let mut j = i;
-    let short = b.len().min(i + 32);
-    while j + 8 <= short {
-        let w = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
-        // The high bit of each byte that is zero after the xor (a quote or
-        // backslash) or below 0x20: exact for the lowest such byte, which
-        // is all that is read.
-        let quote = w ^ (ONES * u64::from(b'"'));
-        let slash = w ^ (ONES * u64::from(b'\\'));
-        let stop = (quote.wrapping_sub(ONES) & !quote)
-            | (slash.wrapping_sub(ONES) & !slash)
-            | (w.wrapping_sub(ONES * 0x20) & !w);
-        let stop = stop & HIGH;
+    let short = b.len().min(i + 64);
+    while j + 16 <= short {
+        let block: &[u8; 16] = b[j..j + 16].try_into().expect("16 bytes");
+        let stop = stops(block);
         if stop != 0 {
-            return Some(j - i + (stop.trailing_zeros() / 8) as usize);
+            return Some(j - i + stop.trailing_zeros() as usize);
         }
-        j += 8;
+        j += 16;
     }
     while j < short {
         if matches!(b[j], b'"' | b'\\' | 0..0x20) {
@@ -873,6 +909,38 @@ fn plain_run(b: &[u8], i: usize) -> Option<usize> {
         return seg.iter().position(|&c| c < 0x20).map(|c| j - i + c);
     }
     (j + k < b.len()).then_some(j - i + k)
+}
+
+/// One bit per byte of `block` that ends or breaks a plain run (a quote, a
+/// backslash or a control byte).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn stops(block: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86-64 baseline (so these intrinsics are
+    // always available), and the load reads the 16 bytes of `block`
+    // (unaligned loads are allowed).
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // c <= 0x1f exactly when min(c, 0x1f) == c
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, slash), control)) as u32
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn stops(block: &[u8; 16]) -> u32 {
+    let mut mask = 0u32;
+    for (k, &c) in block.iter().enumerate() {
+        mask |= u32::from(c == b'"' || c == b'\\' || c < 0x20) << k;
+    }
+    mask
 }
 
 /// A control character (which JSON strings must escape) in `seg`; a fold

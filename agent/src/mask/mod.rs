@@ -48,6 +48,7 @@ mod edit;
 mod entity;
 mod fasthash;
 mod json;
+mod key_cache;
 mod keys;
 mod labels;
 mod media;

@@ -5,18 +5,22 @@ use std::ops::Range;
 
 /// Maximal runs of ASCII digits, into `out`.
 pub(crate) fn digit_groups(b: &[u8], out: &mut Vec<Range<usize>>) {
+    out.extend(digit_runs(b));
+}
+
+/// Maximal runs of ASCII digits, in order (what `digit_groups` collects).
+pub(crate) fn digit_runs(b: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let s = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            out.push(s..i);
-        } else {
+    std::iter::from_fn(move || {
+        while i < b.len() && !b[i].is_ascii_digit() {
             i += 1;
         }
-    }
+        let s = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i > s).then_some(s..i)
+    })
 }
 
 /// Maximal runs of letters (any script), with apostrophes between letters
