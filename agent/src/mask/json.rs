@@ -333,25 +333,46 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
     /// (most values of structured rows). False, having read nothing, for any
     /// other string; the general path then reads it.
     fn redact_plain(&mut self, entity: &Entity) -> bool {
-        let b = self.b;
-        let quote = if self.escaped { 2 } else { 1 };
-        let start = self.pos + quote;
-        let Some(k) = plain_run(b, start) else {
+        let Some(content) = self.plain_string() else {
             return false;
         };
-        let end = start + k;
+        if !applies(entity, &self.s[content.clone()]) {
+            return false;
+        }
+        self.counts.add(entity, 1);
+        self.pos = content.end + self.quote_len();
+        self.edits.push(Edit::stars(content));
+        true
+    }
+
+    /// An object key: its text, borrowed when it holds no escapes.
+    fn key(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        match self.plain_string() {
+            Some(content) => {
+                self.pos = content.end + self.quote_len();
+                Ok(Cow::Borrowed(&self.s[content]))
+            }
+            None => Ok(self.string()?.decoded),
+        }
+    }
+
+    /// The content of the string token at `pos` when it holds no escapes
+    /// (its decoded text is its bytes), without moving.
+    fn plain_string(&self) -> Option<Range<usize>> {
+        let b = self.b;
+        let start = self.pos + self.quote_len();
+        let end = start + plain_run(b, start)?;
         let closed = if self.escaped {
             b[end] == b'\\' && b.get(end + 1) == Some(&b'"')
         } else {
             b[end] == b'"'
         };
-        if !closed || !applies(entity, &self.s[start..end]) {
-            return false;
-        }
-        self.counts.add(entity, 1);
-        self.edits.push(Edit::stars(start..end));
-        self.pos = end + quote;
-        true
+        closed.then_some(start..end)
+    }
+
+    /// The bytes of a string token's quote: `"`, or `\"` in an escaped walk.
+    fn quote_len(&self) -> usize {
+        if self.escaped { 2 } else { 1 }
     }
 
     /// At the start of a string token: `"`, or `\"` in an escaped walk.
@@ -364,26 +385,27 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
     }
 
     fn string(&mut self) -> Result<StrTok<'a>, JsonError> {
+        let start = self.pos;
+        if let Some(content) = self.plain_string() {
+            // No escapes: the decoded text is the raw content.
+            self.pos = content.end + self.quote_len();
+            return Ok(StrTok {
+                range: start..self.pos,
+                content_start: content.start,
+                decoded: Cow::Borrowed(&self.s[content]),
+                escapes: None,
+                outer: None,
+            });
+        }
         if self.escaped {
             return self.escaped_string();
         }
+        // A backslash or a control byte (an error) ends the plain run.
         let b = self.b;
-        let start = self.pos;
         let i = start + 1;
         let k = plain_run(b, i).ok_or(JsonError::Syntax(b.len()))?;
         if b[i + k] < 0x20 {
             return Err(JsonError::Syntax(i));
-        }
-        if b[i + k] == b'"' {
-            // No escapes: the decoded text is the raw content.
-            self.pos = i + k + 1;
-            return Ok(StrTok {
-                range: start..i + k + 1,
-                content_start: i,
-                decoded: Cow::Borrowed(&self.s[i..i + k]),
-                escapes: None,
-                outer: None,
-            });
         }
         match decode_token(self.s, start, i + k) {
             Some((end, decoded, escapes)) => {
@@ -401,12 +423,12 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         }
     }
 
-    /// A string of a document inside a string, `\"…\"`. Without escapes of
-    /// its own its decoded text is its raw bytes; with them (Python's
-    /// `json.dumps` writes `é` as `\u00e9`, which the outer string holds as
-    /// `\\u00e9`) both layers are decoded. A bare `"` (which would end the
-    /// outer string), a control byte or a bad escape fails the escaped walk,
-    /// and the slow path takes over.
+    /// A string of a document inside a string, `\"…\"`, that is not plain
+    /// (see `string`): with escapes of its own (Python's `json.dumps` writes
+    /// `é` as `\u00e9`, which the outer string holds as `\\u00e9`) both
+    /// layers are decoded. A bare `"` (which would end the outer string), a
+    /// control byte or a bad escape fails the escaped walk, and the slow path
+    /// takes over.
     fn escaped_string(&mut self) -> Result<StrTok<'a>, JsonError> {
         let b = self.b;
         let start = self.pos;
@@ -415,17 +437,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         if b[i + k] != b'\\' {
             return Err(JsonError::Syntax(i + k));
         }
-        if b.get(i + k + 1) != Some(&b'"') {
-            return self.two_layer_string(start);
-        }
-        self.pos = i + k + 2;
-        Ok(StrTok {
-            range: start..self.pos,
-            content_start: i,
-            decoded: Cow::Borrowed(&self.s[i..i + k]),
-            escapes: None,
-            outer: None,
-        })
+        self.two_layer_string(start)
     }
 
     /// [`Self::escaped_string`] for a string with escapes: the outer
@@ -563,11 +575,11 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             if !self.at_string() {
                 return self.err();
             }
-            let key = self.string()?;
+            let key = self.key()?;
             self.ws();
             self.expect(b':')?;
             self.ws();
-            let (child, child_rule, field) = self.under_key(scope, &key.decoded, rule);
+            let (child, child_rule, field) = self.under_key(scope, &key, rule);
             let field = field.filter(|_| scope.is_content() && self.at_string());
             match field {
                 Some(f @ (MediaField::Data | MediaField::Blob)) => {

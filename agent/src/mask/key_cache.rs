@@ -28,6 +28,12 @@ pub(crate) struct KeyInfo<'a> {
 }
 
 impl<'a> KeyInfo<'a> {
+    const NONE: KeyInfo<'static> = KeyInfo {
+        own_rule: None,
+        in_content: Scope::Content,
+        media: None,
+    };
+
     fn of(m: &'a Masker, key: &str) -> KeyInfo<'a> {
         KeyInfo {
             own_rule: m.rule(Mode::Full, Some(key), None),
@@ -43,25 +49,56 @@ impl<'a> KeyInfo<'a> {
     }
 }
 
+/// Slots for packed keys: rows have a few tens of distinct keys, and past
+/// half full new ones go to the map instead, so probes stay short whatever
+/// a message holds.
+const SLOTS: usize = 64;
+
 #[derive(Default)]
 pub(crate) struct KeyCache<'a> {
-    short: FastMap<u128, KeyInfo<'a>>,
+    /// Open addressing over packed keys; 0 marks a free slot (only the
+    /// empty key packs to 0, and it goes to `long`).
+    packed: Vec<(u128, KeyInfo<'a>)>,
+    in_packed: usize,
     long: FastMap<Box<str>, KeyInfo<'a>>,
 }
 
 impl<'a> KeyCache<'a> {
     pub fn get(&mut self, m: &'a Masker, key: &str) -> KeyInfo<'a> {
-        match packed(key) {
-            Some(k) => *self.short.entry(k).or_insert_with(|| KeyInfo::of(m, key)),
-            None => match self.long.get(key) {
-                Some(info) => *info,
-                None => {
-                    let info = KeyInfo::of(m, key);
-                    self.long.insert(key.into(), info);
-                    info
-                }
-            },
+        let Some(k) = packed(key).filter(|&k| k != 0) else {
+            return self.get_long(m, key);
+        };
+        if self.packed.is_empty() {
+            self.packed = vec![(0, KeyInfo::NONE); SLOTS];
         }
+        let folded = (k as u64) ^ ((k >> 64) as u64);
+        let mut i = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize;
+        loop {
+            let (slot_key, info) = self.packed[i];
+            if slot_key == k {
+                return info;
+            }
+            if slot_key == 0 {
+                break;
+            }
+            i = (i + 1) % SLOTS;
+        }
+        if self.in_packed >= SLOTS / 2 {
+            return self.get_long(m, key);
+        }
+        let info = KeyInfo::of(m, key);
+        self.packed[i] = (k, info);
+        self.in_packed += 1;
+        info
+    }
+
+    fn get_long(&mut self, m: &'a Masker, key: &str) -> KeyInfo<'a> {
+        if let Some(info) = self.long.get(key) {
+            return *info;
+        }
+        let info = KeyInfo::of(m, key);
+        self.long.insert(key.into(), info);
+        info
     }
 }
 
@@ -69,13 +106,27 @@ impl<'a> KeyCache<'a> {
 /// the top byte (so `"a"` and `"a\u0000"` stay apart).
 fn packed(key: &str) -> Option<u128> {
     let b = key.as_bytes();
-    if b.len() > 15 {
-        return None;
-    }
-    let mut buf = [0u8; 16];
-    buf[..b.len()].copy_from_slice(b);
-    buf[15] = b.len() as u8;
-    Some(u128::from_le_bytes(buf))
+    let n = b.len();
+    // Loads that may overlap, shifted so each byte lands at its own offset
+    // once (no copy into a buffer).
+    let load = |at: usize, len: usize| -> u64 {
+        let mut w = 0u64;
+        for (k, &c) in b[at..at + len].iter().enumerate() {
+            w |= u64::from(c) << (8 * k);
+        }
+        w
+    };
+    let (lo, hi) = match n {
+        0..=7 => (load(0, n), 0),
+        8..=15 => {
+            let lo = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+            let last = u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes"));
+            // the last n - 8 bytes of `last` are bytes 8..n
+            (lo, last.checked_shr(8 * (16 - n) as u32).unwrap_or(0))
+        }
+        _ => return None,
+    };
+    Some(u128::from(lo) | u128::from(hi) << 64 | (n as u128) << 120)
 }
 
 #[cfg(test)]
@@ -92,6 +143,14 @@ mod tests {
             Some(15)
         );
         assert_eq!(packed("sixteen-bytes!!!"), None);
+        // every length packs to its bytes, zero-padded, and its length
+        let text = "abcdefghijklmno";
+        for n in 0..=15 {
+            let mut want = [0u8; 16];
+            want[..n].copy_from_slice(&text.as_bytes()[..n]);
+            want[15] = n as u8;
+            assert_eq!(packed(&text[..n]), Some(u128::from_le_bytes(want)), "{n}");
+        }
     }
 
     #[test]
@@ -117,6 +176,27 @@ mod tests {
         }
         assert_eq!(cache.get(&m, "blob").media, Some(MediaField::Blob));
         assert_eq!(cache.get(&m, "datum").media, None);
-        assert_eq!(cache.short.len() + cache.long.len(), 11);
+        assert_eq!(cache.in_packed + cache.long.len(), 11);
+    }
+
+    #[test]
+    fn keys_past_the_slots_spill_to_the_map_and_are_still_found() {
+        let m = Masker::new(Profile::safe_harbor(), b"k".to_vec());
+        let mut cache = KeyCache::default();
+        let keys: Vec<String> = (0..3 * SLOTS)
+            .map(|i| match i % 3 {
+                0 => format!("ssn{i}"),
+                1 => format!("phone_{i}"),
+                _ => format!("x{i}"),
+            })
+            .collect();
+        for _ in 0..2 {
+            for key in &keys {
+                let info = cache.get(&m, key);
+                assert_eq!(info.own_rule, m.rule(Mode::Full, Some(key), None), "{key}");
+            }
+        }
+        assert_eq!(cache.in_packed, SLOTS / 2);
+        assert_eq!(cache.in_packed + cache.long.len(), keys.len());
     }
 }
