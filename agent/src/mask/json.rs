@@ -185,7 +185,8 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         loop {
             match b.get(self.pos) {
                 Some(b' ' | b'\t' | b'\n' | b'\r') if !self.escaped => self.pos += 1,
-                Some(b' ') => self.pos += 1,
+                // pretty copies indent with runs of spaces: 8 at a time
+                Some(b' ') => self.pos += spaces(b, self.pos),
                 Some(b'\\')
                     if self.escaped && matches!(b.get(self.pos + 1), Some(b'n' | b'r' | b't')) =>
                 {
@@ -909,6 +910,28 @@ fn plain_run(b: &[u8], i: usize) -> Option<usize> {
         }
         j += 16;
     }
+    long_run(b, i, j, short)
+}
+
+/// How many spaces start `b[i..]` (at least one is there): up to 8.
+fn spaces(b: &[u8], i: usize) -> usize {
+    const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
+    match b.get(i..i + 8) {
+        Some(w) => {
+            let x = u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ SPACES;
+            if x == 0 {
+                8
+            } else {
+                (x.trailing_zeros() / 8) as usize
+            }
+        }
+        None => 1,
+    }
+}
+
+/// [`plain_run`] past its first 16-byte blocks: a string's last bytes, or
+/// a long string.
+fn long_run(b: &[u8], i: usize, mut j: usize, short: usize) -> Option<usize> {
     while j < short {
         if matches!(b[j], b'"' | b'\\' | 0..0x20) {
             return Some(j - i);
