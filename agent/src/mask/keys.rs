@@ -10,8 +10,12 @@ use super::fasthash::FastMap;
 pub struct KeyRules {
     /// Normalised key → kind.
     exact: FastMap<String, Entity>,
-    /// Normalised endings (`phone` covers `home_phone`), tried after `exact`.
+    /// Normalised endings (`phone` covers `home_phone`), tried after `exact`
+    /// in the order they were added.
     suffixes: Vec<(String, Entity)>,
+    /// The endings by their last byte (indices into `suffixes`, in order):
+    /// a key is compared only with the endings it could have.
+    by_last: FastMap<u8, Vec<usize>>,
 }
 
 /// Longest key worth normalising on the stack; longer keys are compared
@@ -259,6 +263,7 @@ impl KeyRules {
         let s = normalise(suffix);
         self.suffixes.retain(|(x, _)| *x != s);
         self.suffixes.push((s, entity));
+        self.index_suffixes();
     }
 
     /// Drops a key from both the exact rules and the endings.
@@ -266,6 +271,16 @@ impl KeyRules {
         let k = normalise(key);
         self.exact.remove(&k);
         self.suffixes.retain(|(x, _)| *x != k);
+        self.index_suffixes();
+    }
+
+    fn index_suffixes(&mut self) {
+        self.by_last.clear();
+        for (i, (s, _)) in self.suffixes.iter().enumerate() {
+            if let Some(&last) = s.as_bytes().last() {
+                self.by_last.entry(last).or_default().push(i);
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -306,8 +321,11 @@ impl KeyRules {
                 return plural;
             }
         }
-        self.suffixes
+        let last = norm.as_bytes()[norm.len() - 1];
+        self.by_last
+            .get(&last)?
             .iter()
+            .map(|&i| &self.suffixes[i])
             .find(|(s, _)| norm.len() > s.len() && norm.ends_with(s.as_str()))
             .map(|(_, e)| e)
     }
