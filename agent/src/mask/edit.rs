@@ -114,7 +114,7 @@ pub(crate) fn apply_str(src: &str, edits: &[Edit]) -> String {
 /// encoding: `at(i)` is the encoded offset of decoded byte `i`.
 pub(crate) fn lift(
     edits: impl IntoIterator<Item = Edit>,
-    at: impl Fn(usize) -> usize,
+    mut at: impl FnMut(usize) -> usize,
     out: &mut Vec<Edit>,
 ) {
     out.extend(edits.into_iter().map(|e| {

@@ -101,10 +101,19 @@ impl StrTok<'_> {
     }
 
     /// The offset in the message of decoded byte `i` (on a character
-    /// boundary, or the end).
-    fn encoded(&self, i: usize) -> usize {
-        let inner = self.escapes.as_ref().map_or(i, |e| e.encoded(i));
-        self.content_start() + self.outer.as_ref().map_or(inner, |o| o.encoded(inner))
+    /// boundary, or the end). `cursor` remembers where the last lookup
+    /// stopped in each layer's escapes, so that offsets asked in order (the
+    /// edits of a string) cost no search; start it at `(0, 0)`.
+    fn encoded(&self, i: usize, cursor: &mut (usize, usize)) -> usize {
+        let inner = self
+            .escapes
+            .as_ref()
+            .map_or(i, |e| e.encoded(i, &mut cursor.0));
+        let outer = self
+            .outer
+            .as_ref()
+            .map_or(inner, |o| o.encoded(inner, &mut cursor.1));
+        self.content_start() + outer
     }
 }
 
@@ -126,9 +135,20 @@ impl Escapes {
         out.push(c);
     }
 
-    fn encoded(&self, i: usize) -> usize {
+    /// The encoded offset of decoded byte `i`. `cursor` is how many escapes
+    /// start at or before the offset last asked: moved forward from there,
+    /// or searched for when `i` lies before it.
+    fn encoded(&self, i: usize, cursor: &mut usize) -> usize {
         let i = i as u32;
-        let at = self.0.partition_point(|e| e.0 <= i);
+        let mut at = (*cursor).min(self.0.len());
+        if at > 0 && self.0[at - 1].0 > i {
+            at = self.0.partition_point(|e| e.0 <= i);
+        } else {
+            while at < self.0.len() && self.0[at].0 <= i {
+                at += 1;
+            }
+        }
+        *cursor = at;
         match at.checked_sub(1).map(|k| self.0[k]) {
             None => i as usize,
             // Character boundaries inside an escape's output are its start.
@@ -776,7 +796,12 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 fill: Fill::Null,
             });
         } else if !planned.is_empty() {
-            lift(planned.drain(..), |i| tok.encoded(i), &mut self.edits);
+            let mut cursor = (0, 0);
+            lift(
+                planned.drain(..),
+                |i| tok.encoded(i, &mut cursor),
+                &mut self.edits,
+            );
         }
         planned.clear();
         self.planned = planned;
@@ -1001,13 +1026,30 @@ mod tests {
     fn decode_maps_escapes() {
         let (d, m) = decode(r"a\u002db\n\ud83d\ude00é").unwrap();
         assert_eq!(d, "a-b\n😀é");
-        assert_eq!(m.encoded(0), 0);
-        assert_eq!(m.encoded(1), 1); // '-' comes from the \u002d at 1
-        assert_eq!(m.encoded(2), 7); // 'b'
-        assert_eq!(m.encoded(3), 8); // '\n'
-        assert_eq!(m.encoded(4), 10); // the emoji's escape pair starts at 10
-        assert_eq!(m.encoded(8), 22); // 'é' after the 12-byte pair
-        assert_eq!(m.encoded(d.len()), 24);
+        let fresh = |i: usize| m.encoded(i, &mut 0);
+        assert_eq!(fresh(0), 0);
+        assert_eq!(fresh(1), 1); // '-' comes from the \u002d at 1
+        assert_eq!(fresh(2), 7); // 'b'
+        assert_eq!(fresh(3), 8); // '\n'
+        assert_eq!(fresh(4), 10); // the emoji's escape pair starts at 10
+        assert_eq!(fresh(8), 22); // 'é' after the 12-byte pair
+        assert_eq!(fresh(d.len()), 24);
+        // A cursor kept across lookups gives the same offsets in any order.
+        let bounds: Vec<usize> = (0..=d.len()).filter(|&i| d.is_char_boundary(i)).collect();
+        let orders = [
+            bounds.clone(),
+            bounds.iter().rev().copied().collect(),
+            bounds
+                .iter()
+                .map(|&i| bounds[(i * 7) % bounds.len()])
+                .collect::<Vec<_>>(),
+        ];
+        for order in orders {
+            let mut cursor = 0;
+            for i in order {
+                assert_eq!(m.encoded(i, &mut cursor), fresh(i), "{i}");
+            }
+        }
         assert!(decode(r"\ud83d").is_none(), "lone surrogate");
         assert!(decode(r"\udc00x").is_none());
     }
