@@ -34,4 +34,4 @@ pub use error::{CodecError, FramingError};
 pub use head::{
     Expectation, HeaderField, Headers, MessageHead, Method, RequestHead, ResponseHead, Version,
 };
-pub use sse::{SseError, SseEvent, SseItem, SseParser};
+pub use sse::{Spill, SseError, SseEvent, SseItem, SseParser};

@@ -51,6 +51,23 @@ impl SseEvent {
     /// becomes several `data:` lines. An event type or id that holds a line break (or an id that
     /// holds NUL) cannot be written without changing the stream: `BadField`.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), SseError> {
+        self.encode_fields(dst)?;
+        if let Some(data) = &self.data {
+            let data: Cow<'_, str> = if data.contains('\r') {
+                data.replace("\r\n", "\n").into()
+            } else {
+                data.into()
+            };
+            for line in data.split(['\r', '\n']) {
+                put_field(dst, "data", line);
+            }
+        }
+        dst.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// The `event:`, `id:` and `retry:` lines.
+    fn encode_fields(&self, dst: &mut BytesMut) -> Result<(), SseError> {
         let breaks_line = |text: &str| text.contains(['\r', '\n']);
         if self.event.as_deref().is_some_and(breaks_line)
             || self
@@ -69,17 +86,6 @@ impl SseEvent {
         if let Some(retry) = self.retry {
             put_field(dst, "retry", &retry.to_string());
         }
-        if let Some(data) = &self.data {
-            let data: Cow<'_, str> = if data.contains('\r') {
-                data.replace("\r\n", "\n").into()
-            } else {
-                data.into()
-            };
-            for line in data.split(['\r', '\n']) {
-                put_field(dst, "data", line);
-            }
-        }
-        dst.put_u8(b'\n');
         Ok(())
     }
 }
@@ -100,6 +106,23 @@ pub enum SseItem {
     Event(SseEvent),
     /// A comment line, without its leading ':' (servers send these as keep-alives).
     Comment(String),
+    /// Part of an event whose data grew past the parser's spill size
+    /// (`SseParser::spill_over`): yielded as it arrives instead of held.
+    Spill(Spill),
+}
+
+/// The parts of a spilled event, in order: `Start`, any number of `Data`,
+/// `End`. Together they are the event `Start`'s fields with `End`'s, whose
+/// data is the `Data` bytes in order.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Spill {
+    /// The fields read before the data grew too large (`data` is `None`).
+    Start(SseEvent),
+    /// More of the data (its lines joined with "\n", as in `SseEvent::data`).
+    Data(Vec<u8>),
+    /// The event's empty line came; the fields read after `Start` (`data`
+    /// is `None`).
+    End(SseEvent),
 }
 
 impl fmt::Debug for SseItem {
@@ -110,14 +133,48 @@ impl fmt::Debug for SseItem {
                 .debug_tuple("Comment")
                 .field(&Redacted(text.len()))
                 .finish(),
+            SseItem::Spill(Spill::Start(event)) => {
+                f.debug_tuple("SpillStart").field(event).finish()
+            }
+            SseItem::Spill(Spill::Data(data)) => f
+                .debug_tuple("SpillData")
+                .field(&Redacted(data.len()))
+                .finish(),
+            SseItem::Spill(Spill::End(event)) => f.debug_tuple("SpillEnd").field(event).finish(),
         }
     }
 }
 
 impl SseItem {
+    /// Writes the item. A spilled event is written part by part and needs
+    /// no state: `Start` writes its fields and opens a `data:` line, `Data`
+    /// continues it (a line break in the data opens the next `data:` line),
+    /// and `End` closes the line, writes its fields and the empty line.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), SseError> {
         match self {
             SseItem::Event(event) => event.encode(dst),
+            SseItem::Spill(Spill::Start(event)) => {
+                event.encode_fields(dst)?;
+                dst.put_slice(b"data: ");
+                Ok(())
+            }
+            SseItem::Spill(Spill::Data(data)) => {
+                let mut rest = &data[..];
+                while let Some(at) = memchr::memchr2(b'\r', b'\n', rest) {
+                    dst.put_slice(&rest[..at]);
+                    dst.put_slice(b"\ndata: ");
+                    let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
+                    rest = &rest[at + 1 + usize::from(crlf)..];
+                }
+                dst.put_slice(rest);
+                Ok(())
+            }
+            SseItem::Spill(Spill::End(event)) => {
+                dst.put_u8(b'\n');
+                event.encode_fields(dst)?;
+                dst.put_u8(b'\n');
+                Ok(())
+            }
             SseItem::Comment(text) if text.contains(['\r', '\n']) => Err(SseError::BadField),
             SseItem::Comment(text) => {
                 dst.put_u8(b':');
@@ -170,6 +227,13 @@ pub struct SseParser {
     pending_bytes: usize,
     last_event_id: String,
     failed: Option<SseError>,
+    /// Data past this many bytes is yielded as it arrives (`Spill`).
+    spill_over: Option<usize>,
+    /// The pending event is spilling: its data so far has been yielded.
+    spilling: bool,
+    /// The line being received is a spilling `data:` line: its bytes are
+    /// yielded, not held.
+    spilling_line: bool,
 }
 
 impl fmt::Debug for SseParser {
@@ -208,7 +272,19 @@ impl SseParser {
             pending_bytes: 0,
             last_event_id: String::new(),
             failed: None,
+            spill_over: None,
+            spilling: false,
+            spilling_line: false,
         }
+    }
+
+    /// From now on, an event whose data grows past `bytes` is yielded in
+    /// parts as it arrives (`SseItem::Spill`) instead of held whole, so a
+    /// consumer that can work on pieces needs no room for all of it; the
+    /// event size limit then counts its other fields only.
+    pub fn spill_over(mut self, bytes: usize) -> SseParser {
+        self.spill_over = Some(bytes);
+        self
     }
 
     /// The id of the last event completed (what a client would reconnect with).
@@ -255,9 +331,9 @@ impl SseParser {
                 continue;
             }
             let Some(end) = memchr::memchr2(b'\r', b'\n', input) else {
-                return self.extend_line(input);
+                return self.extend_line(input, items);
             };
-            self.extend_line(&input[..end])?;
+            self.extend_line(&input[..end], items)?;
             self.after_cr = input[end] == b'\r';
             input = &input[end + 1..];
             self.end_line(items);
@@ -265,15 +341,68 @@ impl SseParser {
         Ok(())
     }
 
-    fn extend_line(&mut self, bytes: &[u8]) -> Result<(), SseError> {
-        if self.pending_bytes + self.line.len() + bytes.len() > self.max_event_bytes {
+    fn extend_line(&mut self, bytes: &[u8], items: &mut Vec<SseItem>) -> Result<(), SseError> {
+        if self.spilling_line {
+            if !bytes.is_empty() {
+                items.push(SseItem::Spill(Spill::Data(bytes.to_vec())));
+            }
+            return Ok(());
+        }
+        let held = self.pending_bytes + self.line.len() + bytes.len();
+        // Past `data:` and the byte after it, which says whether there is
+        // a space to drop, the line can go out as it comes.
+        if self.spill_over.is_some_and(|limit| held > limit)
+            && self.line.len() + bytes.len() > b"data:".len()
+        {
+            self.line.extend_from_slice(bytes);
+            if self.line.starts_with(b"data:") {
+                self.spill_line(items);
+                return Ok(());
+            }
+            self.line.truncate(self.line.len() - bytes.len());
+        }
+        if held > self.max_event_bytes {
             return Err(SseError::EventTooLarge);
         }
         self.line.extend_from_slice(bytes);
         Ok(())
     }
 
+    /// The `data:` line being received takes the pending event over the
+    /// spill size: the event's start and data so far are yielded, and the
+    /// rest of the line will be as it comes.
+    fn spill_line(&mut self, items: &mut Vec<SseItem>) {
+        let value = data_value(&self.line).to_vec();
+        self.line.clear();
+        self.start_spill(items);
+        items.push(SseItem::Spill(Spill::Data(value)));
+        self.spilling_line = true;
+    }
+
+    /// Yields the pending event's start, and its data when it has some,
+    /// unless it is spilling already; then the separator a further data
+    /// line needs.
+    fn start_spill(&mut self, items: &mut Vec<SseItem>) {
+        if self.spilling {
+            items.push(SseItem::Spill(Spill::Data(b"\n".to_vec())));
+            return;
+        }
+        self.spilling = true;
+        let data = self.pending.data.take();
+        let start = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        items.push(SseItem::Spill(Spill::Start(start)));
+        if let Some(data) = data {
+            let mut data = data.into_bytes();
+            data.push(b'\n');
+            items.push(SseItem::Spill(Spill::Data(data)));
+        }
+    }
+
     fn end_line(&mut self, items: &mut Vec<SseItem>) {
+        if std::mem::take(&mut self.spilling_line) {
+            return;
+        }
         let line = std::mem::take(&mut self.line);
         if line.is_empty() {
             self.dispatch(items);
@@ -281,6 +410,10 @@ impl SseParser {
             items.push(SseItem::Comment(
                 String::from_utf8_lossy(comment).into_owned(),
             ));
+        } else if self.spilling && is_data(&line) {
+            // a spilling event's further data lines go out as they are read
+            self.start_spill(items);
+            items.push(SseItem::Spill(Spill::Data(data_value(&line).to_vec())));
         } else {
             self.pending_bytes += line.len();
             self.apply_field(&line);
@@ -325,8 +458,22 @@ impl SseParser {
         if let Some(id) = &event.id {
             self.last_event_id.clone_from(id);
         }
-        if event != SseEvent::default() {
+        if std::mem::take(&mut self.spilling) {
+            items.push(SseItem::Spill(Spill::End(event)));
+        } else if event != SseEvent::default() {
             items.push(SseItem::Event(event));
         }
     }
+}
+
+/// A `data` field line (`data:…`, or `data` alone).
+fn is_data(line: &[u8]) -> bool {
+    line == b"data" || line.starts_with(b"data:")
+}
+
+/// A data line's value: after `data:` and the one space that may follow.
+fn data_value(line: &[u8]) -> &[u8] {
+    let value = line.strip_prefix(b"data").unwrap_or(line);
+    let value = value.strip_prefix(b":").unwrap_or(value);
+    value.strip_prefix(b" ").unwrap_or(value)
 }

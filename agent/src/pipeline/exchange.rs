@@ -27,7 +27,7 @@ use crate::audit::{AuditLog, Kind, PendingAck};
 use crate::config::ClientTls;
 use crate::http::{
     BodyEncoder, BodyFraming, CodecError, Event, Expectation, FramingError, Headers,
-    MessageDecoder, RequestDecoder, RequestHead, ResponseHead, SseItem, SseParser,
+    MessageDecoder, RequestDecoder, RequestHead, ResponseHead, Spill, SseEvent, SseItem, SseParser,
 };
 use crate::mask::Oversize;
 use crate::mcp::{self, Sender};
@@ -612,14 +612,7 @@ impl Connection {
         state: &Shared,
         view: SessionView,
     ) -> Result<(), String> {
-        // oversize = "stream": a body over the profile's limit is masked as it streams
-        let stream_over = self
-            .rt
-            .masker
-            .as_ref()
-            .filter(|m| m.profile().oversize == Oversize::Stream)
-            .map(|m| m.profile().max_bytes);
-        let read = match stream_over {
+        let read = match self.stream_over() {
             None => read_body(
                 &mut conn.io,
                 &mut conn.buf,
@@ -664,6 +657,16 @@ impl Connection {
         client.encode(&mut wire);
         wire.extend_from_slice(&out);
         self.send(&wire).await
+    }
+
+    /// With `oversize = "stream"`, the profile's limit: a JSON body (or an
+    /// SSE event's data) over it is masked as it streams.
+    fn stream_over(&self) -> Option<usize> {
+        self.rt
+            .masker
+            .as_ref()
+            .filter(|m| m.profile().oversize == Oversize::Stream)
+            .map(|m| m.profile().max_bytes)
     }
 
     /// A JSON body over the masking profile's limit, with `oversize =
@@ -737,7 +740,26 @@ impl Connection {
                 Err(e) => break Err(format!("upstream body: {e}")),
             };
         };
-        // the record: the response's request found by the body's top-level id
+        let streamed = Streamed {
+            received,
+            sent,
+            digest: hash.finish(),
+        };
+        self.record_streamed(&masking, streamed, state, view, result.as_ref().err());
+        result
+    }
+
+    /// The record of a message masked as it streamed: the response's
+    /// request found by the message's top-level id, what was masked, the
+    /// digest of what was sent; not its payload.
+    fn record_streamed(
+        &self,
+        masking: &StreamMasker<'_>,
+        streamed: Streamed,
+        state: &Shared,
+        view: &SessionView,
+        error: Option<&String>,
+    ) {
         let id = masking.id.as_deref().unwrap_or("null");
         let stub = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":null}}"#);
         let mut r = match mcp::decode(stub.as_bytes()) {
@@ -748,18 +770,19 @@ impl Connection {
             }
             _ => self.who.record(Kind::Response),
         };
-        r.size = Some(sent);
-        r.payload_sha256 = Some(super::records::hex(&hash.finish()));
+        r.size = Some(streamed.sent);
+        r.payload_sha256 = Some(super::records::hex(&streamed.digest));
         if !masking.counts.is_empty() {
             r.masked = Some(masking::by_kind(&masking.counts));
         }
+        let profile = self.rt.masker.as_ref().map(|m| m.profile().name.as_str());
         r.payload_omitted = Some(format!(
-            "streamed: {received} bytes from the server, over masking profile {:?}'s max_bytes; masked piece by piece, not kept",
-            masker.profile().name
+            "streamed: {} bytes from the server, over masking profile {:?}'s max_bytes; masked piece by piece, not kept",
+            streamed.received,
+            profile.unwrap_or_default()
         ));
-        r.error = result.as_ref().err().cloned();
+        r.error = error.cloned();
         self.audit.record(r);
-        result
     }
 
     /// Masks, records (and transforms) the MCP messages of a server body;
@@ -904,6 +927,12 @@ impl Connection {
         client.encode(&mut wire);
         let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
         let mut parser = SseParser::new();
+        // oversize = "stream": an event's data over the limit is masked as it arrives
+        let masker = self.stream_over().and(self.rt.masker.clone());
+        if let Some(limit) = self.stream_over() {
+            parser = parser.spill_over(limit);
+        }
+        let mut spilling: Option<SpillingEvent<'_>> = None;
         loop {
             self.send(&wire).await?;
             wire.clear();
@@ -915,10 +944,20 @@ impl Connection {
                         .map_err(|e| self.stream_failed(format!("event stream: {}", e.reason())))?;
                     let mut events = BytesMut::new();
                     for item in items {
-                        let item = self.sse_item(item, state, &view);
-                        item.encode(&mut events).map_err(|e| {
-                            self.stream_failed(format!("event stream: {}", e.reason()))
-                        })?;
+                        let parts = match item {
+                            SseItem::Event(event) => vec![self.sse_event(event, state, &view)],
+                            SseItem::Comment(text) => vec![SseItem::Comment(self.mask_plain(text))],
+                            SseItem::Spill(part) => {
+                                let masker = masker.as_deref().expect("spills only when streaming");
+                                self.spill_part(part, masker, &mut spilling, state, &view)?
+                            }
+                        };
+                        parts
+                            .iter()
+                            .try_for_each(|item| item.encode(&mut events))
+                            .map_err(|e| {
+                                self.stream_failed(format!("event stream: {}", e.reason()))
+                            })?;
                     }
                     if !events.is_empty() {
                         encoder
@@ -927,6 +966,17 @@ impl Connection {
                     }
                 }
                 Ok(Some(Event::End(_))) => {
+                    if let Some(event) = spilling.take() {
+                        // an event cut short: the client drops it unfinished
+                        let reason = "the event stream ended inside a streamed event".to_string();
+                        self.record_streamed(
+                            &event.masking,
+                            event.done(),
+                            state,
+                            &view,
+                            Some(&reason),
+                        );
+                    }
                     encoder
                         .encode_end(&Headers::new(), &mut wire)
                         .map_err(|e| format!("event stream: {}", e.reason()))?;
@@ -938,6 +988,51 @@ impl Connection {
                 Err(e) => return Err(self.stream_failed(format!("upstream event stream: {e}"))),
             }
         }
+    }
+
+    /// One part of an SSE event whose data is over the masking limit
+    /// (`oversize = "stream"`), masked as it arrives: its data is read as
+    /// one JSON message in pieces, and its end recorded like a streamed
+    /// body. Data that is not JSON ends the stream, cut, with the record
+    /// saying why.
+    fn spill_part<'m>(
+        &self,
+        part: Spill,
+        masker: &'m crate::mask::Masker,
+        spilling: &mut Option<SpillingEvent<'m>>,
+        state: &Shared,
+        view: &SessionView,
+    ) -> Result<Vec<SseItem>, String> {
+        if let Spill::Start(fields) = part {
+            *spilling = Some(SpillingEvent::new(masker));
+            return Ok(vec![SseItem::Spill(Spill::Start(fields))]);
+        }
+        let event = spilling.as_mut().expect("a spill starts with its Start");
+        let masked = match &part {
+            Spill::Data(data) => {
+                event.received += data.len() as u64;
+                event.masking.feed(data)
+            }
+            _ => event.masking.finish(),
+        };
+        let masked = match masked {
+            Ok(masked) => masked,
+            Err(e) => {
+                let reason = format!("streamed masking of an event: {e}");
+                let event = spilling.take().expect("checked");
+                self.record_streamed(&event.masking, event.done(), state, view, Some(&reason));
+                return Err(reason);
+            }
+        };
+        event.hash.update(&masked);
+        event.sent += masked.len() as u64;
+        let mut out = vec![SseItem::Spill(Spill::Data(masked.to_vec()))];
+        if let Spill::End(fields) = part {
+            let event = spilling.take().expect("checked");
+            self.record_streamed(&event.masking, event.done(), state, view, None);
+            out.push(SseItem::Spill(Spill::End(fields)));
+        }
+        Ok(out)
     }
 
     /// Writes to the client and flushes, so streamed events go out at once.
@@ -956,13 +1051,9 @@ impl Connection {
         reason
     }
 
-    /// One SSE item on its way to the client: MCP messages recorded (and
+    /// One SSE event on its way to the client: MCP messages recorded (and
     /// transformed), the legacy transport's endpoint event noted.
-    fn sse_item(&self, item: SseItem, state: &Shared, view: &SessionView) -> SseItem {
-        let mut event = match item {
-            SseItem::Event(event) => event,
-            SseItem::Comment(text) => return SseItem::Comment(self.mask_plain(text)),
-        };
+    fn sse_event(&self, mut event: SseEvent, state: &Shared, view: &SessionView) -> SseItem {
         let Some(data) = event.data.take() else {
             return SseItem::Event(event);
         };
@@ -1222,6 +1313,40 @@ fn kept<'a>(masked: Option<&'a MaskedMessage>, raw: &'a [u8], forwarded_len: usi
             forwarded_len,
         },
         None => Kept::Digest(raw),
+    }
+}
+
+/// What a message masked as it streamed came to, for its record.
+struct Streamed {
+    received: u64,
+    sent: u64,
+    digest: aws_lc_rs::digest::Digest,
+}
+
+/// An SSE event over the masking limit, being masked as it arrives.
+struct SpillingEvent<'m> {
+    masking: StreamMasker<'m>,
+    hash: aws_lc_rs::digest::Context,
+    received: u64,
+    sent: u64,
+}
+
+impl<'m> SpillingEvent<'m> {
+    fn new(masker: &'m crate::mask::Masker) -> Self {
+        SpillingEvent {
+            masking: StreamMasker::new(masker),
+            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            received: 0,
+            sent: 0,
+        }
+    }
+
+    fn done(&self) -> Streamed {
+        Streamed {
+            received: self.received,
+            sent: self.sent,
+            digest: self.hash.clone().finish(),
+        }
     }
 }
 

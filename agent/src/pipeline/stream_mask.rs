@@ -1,4 +1,5 @@
-//! Masking a JSON body too large to hold whole (`oversize = "stream"`). The
+//! Masking a JSON body too large to hold whole (`oversize = "stream"`), or
+//! the data of such an SSE event (given in parts as it arrives). The
 //! body is lexed as it arrives; string values are masked in pieces of at most
 //! `PIECE` bytes, or the profile's `max_bytes` when smaller (cut after a line
 //! break, or a space when a line is longer),

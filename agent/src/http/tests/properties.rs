@@ -375,6 +375,40 @@ fn sse_items(
     Ok(items)
 }
 
+/// An SSE event's fields (any of them may be missing).
+fn sse_event() -> impl Strategy<Value = crate::http::SseEvent> {
+    (
+        prop::option::of("[a-z/]{0,8}"),
+        prop::option::of("[ -~\n]{0,40}"),
+        prop::option::of("[!-~]{0,8}"),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(event, data, id, retry)| crate::http::SseEvent {
+            event,
+            data,
+            id,
+            retry,
+        })
+}
+
+/// `events` encoded with `line_end` ending each line, and the items a parser
+/// must read from it.
+fn sse_stream(events: Vec<crate::http::SseEvent>, line_end: &str) -> (Vec<u8>, Vec<SseItem>) {
+    let mut wire = BytesMut::new();
+    let mut expected = Vec::new();
+    for event in events {
+        event.encode(&mut wire).unwrap();
+        if event != crate::http::SseEvent::default() {
+            expected.push(SseItem::Event(event));
+        }
+    }
+    let wire = String::from_utf8(wire.to_vec())
+        .unwrap()
+        .replace('\n', line_end)
+        .into_bytes();
+    (wire, expected)
+}
+
 /// Requests and responses with every kind of framing, for the mutation test.
 fn valid_stream() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -496,28 +530,39 @@ proptest! {
 
     #[test]
     fn sse_events_round_trip_however_split(
-        events in vec((
-            prop::option::of("[a-z/]{0,8}"),
-            prop::option::of("[ -~\n]{0,40}"),
-            prop::option::of("[!-~]{0,8}"),
-            prop::option::of(any::<u64>()),
-        ), 0..20),
+        events in vec(sse_event(), 0..20),
         cuts in vec(any::<Index>(), 0..12),
         line_end in prop::sample::select(vec!["\n", "\r\n", "\r"]),
     ) {
-        let mut wire = BytesMut::new();
-        let mut expected = Vec::new();
-        for (event, data, id, retry) in events {
-            let event = crate::http::SseEvent { event, data, id, retry };
-            event.encode(&mut wire).unwrap();
-            if event != crate::http::SseEvent::default() {
-                expected.push(SseItem::Event(event));
-            }
-        }
         // the encoder writes LF; the parser must read any of the three line ends alike
-        let wire = String::from_utf8(wire.to_vec()).unwrap().replace('\n', line_end).into_bytes();
+        let (wire, expected) = sse_stream(events, line_end);
         let items = sse_items(&mut SseParser::new(), &pieces(&wire, &cuts)).unwrap();
         prop_assert_eq!(items, expected);
+    }
+
+    #[test]
+    fn spilled_sse_events_re_encode_to_the_same_events(
+        events in vec(sse_event(), 0..12),
+        cuts in vec(any::<Index>(), 0..12),
+        spill_over in 0usize..48,
+        line_end in prop::sample::select(vec!["\n", "\r\n", "\r"]),
+    ) {
+        let (wire, expected) = sse_stream(events, line_end);
+        let mut spilling = SseParser::new().spill_over(spill_over);
+        let items = sse_items(&mut spilling, &pieces(&wire, &cuts)).unwrap();
+        // the parts of a spilled event, written as they come, are that event
+        let mut again = BytesMut::new();
+        for item in &items {
+            item.encode(&mut again).unwrap();
+        }
+        let reread = sse_items(&mut SseParser::new(), &[&again[..]]).unwrap();
+        prop_assert_eq!(reread, expected);
+        // and data is held only up to the spill size
+        for item in &items {
+            if let SseItem::Event(e) = item {
+                prop_assert!(e.data.as_ref().is_none_or(|d| d.len() <= spill_over), "{:?}", e);
+            }
+        }
     }
 
     #[test]

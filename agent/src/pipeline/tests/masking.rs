@@ -159,6 +159,17 @@ pub(super) fn respond(line: &str, body: &[u8]) -> Option<Vec<u8>> {
             body.extend_from_slice(b"\"}, oops");
             http("200 OK", json_ct, &body)
         }
+        "POST /bad-sse-big" => {
+            let events = format!(
+                "event: message\ndata: not json: {}\n\n",
+                format!("{NAME} {SSN} ").repeat(100)
+            );
+            http(
+                "200 OK",
+                "content-type: text/event-stream\r\n",
+                events.as_bytes(),
+            )
+        }
         _ => return None,
     })
 }
@@ -172,6 +183,70 @@ fn assert_clean(what: &str, text: &str) {
     for phi in NEVER {
         assert!(!text.contains(phi), "{phi:?} reached {what}: {text}");
     }
+}
+
+/// Safe harbor, masking what is over 600 bytes as it streams.
+fn streaming_masker() -> Masker {
+    let mut profile = Profile::safe_harbor();
+    profile.max_bytes = 600;
+    profile.oversize = crate::mask::Oversize::Stream;
+    Masker::new(profile, b"k".to_vec())
+}
+
+/// The body of the agent's 200 answer to `path`, checked clean.
+async fn clean_answer(h: &Harness, path: &str) -> String {
+    let resp = one(h.front, &post(path, LOOKUP, "")).await;
+    assert_eq!(resp.head.status(), 200, "{path}");
+    let text = String::from_utf8(resp.body.to_vec()).unwrap();
+    assert_clean("the client", &text);
+    text
+}
+
+/// The records of a streamed patient result and of a stream cut for
+/// `cut`: the first matched to its request, masked, and whole; nothing
+/// unmasked in the audit.
+async fn assert_streamed_then_cut(h: &mut Harness, cut: &str) {
+    let records = h.records().await;
+    let streamed = streamed(&records);
+    assert_eq!(streamed.len(), 2, "{records:#?}");
+    assert_eq!(
+        streamed[0]["tool"], "lookup_patient",
+        "matched to its request"
+    );
+    assert!(streamed[0]["masked"]["ssn"].as_u64() > Some(0));
+    assert!(streamed[0]["error"].is_null());
+    assert!(
+        streamed[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(cut)),
+        "{:?}",
+        streamed[1]
+    );
+    assert_clean("the audit", &audit_files(h));
+}
+
+/// What the agent sends for `path` before it closes the connection (a cut
+/// stream has no end for the response decoder to find).
+async fn raw_exchange(h: &Harness, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(h.front).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, &post(path, LOOKUP, ""))
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw).await;
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The records of messages masked as they streamed, in order.
+fn streamed(records: &[Value]) -> Vec<&Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["payload_omitted"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("streamed"))
+        })
+        .collect()
 }
 
 /// Every byte the audit store wrote, as text.
@@ -347,14 +422,8 @@ async fn hostile_bodies_get_a_clear_outcome_and_nothing_unmasked() {
 
 #[tokio::test]
 async fn oversize_stream_masks_a_large_body_as_it_streams() {
-    let mut profile = Profile::safe_harbor();
-    profile.max_bytes = 600;
-    profile.oversize = crate::mask::Oversize::Stream;
-    let mut h = Harness::masking(Masker::new(profile, b"k".to_vec())).await;
-    let resp = one(h.front, &post("/phi", LOOKUP, "")).await;
-    assert_eq!(resp.head.status(), 200);
-    let text = String::from_utf8(resp.body.to_vec()).unwrap();
-    assert_clean("the client", &text);
+    let mut h = Harness::masking(streaming_masker()).await;
+    let text = clean_answer(&h, "/phi").await;
     let v: Value = serde_json::from_str(&text).expect("the same JSON document");
     assert_eq!(v["id"], 3);
     assert_eq!(
@@ -369,13 +438,7 @@ async fn oversize_stream_masks_a_large_body_as_it_streams() {
     assert_eq!(v["id"], 3, "{v}");
 
     // bad JSON after megabytes: the stream ends without its last chunk
-    let mut s = tokio::net::TcpStream::connect(h.front).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut s, &post("/broken-big", LOOKUP, ""))
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut raw).await;
-    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let raw = raw_exchange(&h, "/broken-big").await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
         raw.len() > 1 << 20,
@@ -389,26 +452,43 @@ async fn oversize_stream_masks_a_large_body_as_it_streams() {
     );
     assert_clean("the client", &raw);
 
-    let records = h.records().await;
-    let streamed: Vec<&Value> = records
+    assert_streamed_then_cut(&mut h, "streamed masking").await;
+}
+
+#[tokio::test]
+async fn oversize_stream_masks_a_large_sse_event_as_it_arrives() {
+    use crate::http::{SseItem, SseParser};
+    let mut h = Harness::masking(streaming_masker()).await;
+    let text = clean_answer(&h, "/phi-sse").await;
+    // the stream reads as the same events; the result is one whole response
+    let items = SseParser::new().feed(text.as_bytes()).unwrap();
+    let results: Vec<Value> = items
         .iter()
-        .filter(|r| {
-            r["payload_omitted"]
-                .as_str()
-                .is_some_and(|p| p.starts_with("streamed"))
+        .filter_map(|item| match item {
+            SseItem::Event(e) => serde_json::from_str::<Value>(e.data.as_deref()?).ok(),
+            _ => None,
         })
+        .filter(|v| v.get("result").is_some())
         .collect();
-    assert_eq!(streamed.len(), 2, "{records:#?}");
+    assert_eq!(results.len(), 1, "{text}");
+    assert_eq!(results[0]["id"], 3);
     assert_eq!(
-        streamed[0]["tool"], "lookup_patient",
-        "matched to its request"
+        results[0]["result"]["structuredContent"]["patients"][0]["diagnosis"],
+        "E11.9"
     );
-    assert!(streamed[0]["masked"]["ssn"].as_u64() > Some(0));
+    // the events under the limit are masked whole, as without streaming
+    assert!(text.contains("paged "), "{text}");
+
+    // a large event that is not JSON: the stream is cut, nothing unmasked sent
+    let raw = raw_exchange(&h, "/bad-sse-big").await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
-        streamed[1]["error"]
-            .as_str()
-            .unwrap()
-            .contains("streamed masking")
+        !raw.ends_with("0\r\n\r\n"),
+        "a cut stream must not look whole"
     );
-    assert_clean("the audit", &audit_files(&h));
+    for phi in NEVER {
+        assert!(!raw.contains(phi), "{phi:?} reached the client: {raw}");
+    }
+
+    assert_streamed_then_cut(&mut h, "streamed masking of an event").await;
 }
