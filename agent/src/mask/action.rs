@@ -114,21 +114,29 @@ impl Action {
 /// `base`) outside `keep`; punctuation and spaces stay so the shape of a
 /// date remains readable (`**/**/1980`).
 fn star_all_but(bytes: &[u8], base: usize, keep: Option<Range<usize>>, out: &mut Vec<Edit>) {
-    let hidden = |i: usize| {
-        let kept = keep.as_ref().is_some_and(|k| k.contains(&(base + i)));
-        !(kept || bytes[i].is_ascii_punctuation() || bytes[i].is_ascii_whitespace())
-    };
-    let mut i = 0;
-    while i < bytes.len() {
-        if hidden(i) {
-            let start = i;
-            while i < bytes.len() && hidden(i) {
-                i += 1;
-            }
-            out.push(Edit::stars(base + start..base + i));
-        } else {
+    // the kept range splits the value in two, each starred on its own
+    let (kept_from, kept_to) = keep.map_or((bytes.len(), bytes.len()), |k| {
+        let from = k.start.saturating_sub(base).min(bytes.len());
+        (from, k.end.saturating_sub(base).clamp(from, bytes.len()))
+    });
+    star_runs(bytes, base, 0..kept_from, out);
+    star_runs(bytes, base, kept_to..bytes.len(), out);
+}
+
+/// Stars over each run of letters, digits and non-ASCII in `bytes[span]`.
+fn star_runs(bytes: &[u8], base: usize, span: Range<usize>, out: &mut Vec<Edit>) {
+    let shown = |c: u8| c.is_ascii_punctuation() || c.is_ascii_whitespace();
+    let mut i = span.start;
+    while i < span.end {
+        if shown(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < span.end && !shown(bytes[i]) {
             i += 1;
         }
+        out.push(Edit::stars(base + start..base + i));
     }
 }
 

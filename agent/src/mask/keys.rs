@@ -344,7 +344,14 @@ pub(crate) fn normalise(key: &str) -> String {
 pub(crate) fn applies(entity: &Entity, value: &str) -> bool {
     match entity {
         Entity::Age => value.trim().parse::<f64>().map_or(true, |v| v >= 90.0),
-        _ => !value.trim().is_empty(),
+        // most values start with a letter or digit: no need to trim them
+        _ => {
+            value
+                .as_bytes()
+                .first()
+                .is_some_and(u8::is_ascii_alphanumeric)
+                || !value.trim().is_empty()
+        }
     }
 }
 
