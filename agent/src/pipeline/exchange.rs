@@ -18,7 +18,7 @@ use super::masking::{self, MaskedMessage};
 use super::records::{Kept, SessionView, Who, message_texts, negotiated_version, payload};
 use super::session::{Shared, legacy_key, lock, new_state};
 use super::stage::{MessageCtx, Refusal, Verdict};
-use super::stream_mask::{PIECE, StreamMasker};
+use super::stream_mask::{PIECE, PieceMasker, StreamMasker, TextStreamMasker};
 use super::wire::{
     answer, client_head, header_str, host_name, next_event, path_of, read_body, strip_hop_by_hop,
     write_request,
@@ -612,18 +612,7 @@ impl Connection {
         state: &Shared,
         view: SessionView,
     ) -> Result<(), String> {
-        let read = match self.stream_over() {
-            None => read_body(
-                &mut conn.io,
-                &mut conn.buf,
-                &mut conn.decoder,
-                MAX_JSON_RESPONSE,
-            )
-            .await
-            .map(Read::Whole),
-            Some(limit) => read_until_over(conn, limit).await,
-        };
-        let body = match read {
+        let body = match self.read_or_stream(conn, MAX_JSON_RESPONSE).await {
             Ok(Read::Whole(body)) => body,
             Ok(Read::Over(prefix)) => {
                 return self.stream_json(head, conn, prefix, state, &view).await;
@@ -659,8 +648,23 @@ impl Connection {
         self.send(&wire).await
     }
 
-    /// With `oversize = "stream"`, the profile's limit: a JSON body (or an
-    /// SSE event's data) over it is masked as it streams.
+    /// A body read whole (up to `max`), or with `oversize = "stream"` read
+    /// until it passes the masking limit, to be masked as it streams.
+    async fn read_or_stream(
+        &mut self,
+        conn: &mut UpstreamConn,
+        max: usize,
+    ) -> Result<Read, CodecError> {
+        match self.stream_over() {
+            None => read_body(&mut conn.io, &mut conn.buf, &mut conn.decoder, max)
+                .await
+                .map(Read::Whole),
+            Some(limit) => read_until_over(conn, limit).await,
+        }
+    }
+
+    /// With `oversize = "stream"`, the profile's limit: a body (or an SSE
+    /// event's data) over it is masked as it streams.
     fn stream_over(&self) -> Option<usize> {
         self.rt
             .masker
@@ -691,13 +695,33 @@ impl Connection {
                 format!("a response over the masking limit is not JSON ({e}) and cannot be masked");
             return Err(self.refuse_unmaskable(&ids, why).await);
         }
+        let (result, streamed) = self
+            .send_masked_stream(head, conn, prefix.len(), first, &mut masking)
+            .await;
+        self.record_streamed(&masking, streamed, state, view, result.as_ref().err());
+        result
+    }
+
+    /// Sends `head` on chunked, then the masked body: `first` (the read
+    /// part, masked), then each further chunk as `masking` masks it. How it
+    /// ended, and what it came to. A masking error or a failing upstream
+    /// ends the body without its last chunk, so the client never takes a
+    /// cut body for a whole one.
+    async fn send_masked_stream(
+        &mut self,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        read: usize,
+        first: Result<Bytes, String>,
+        masking: &mut impl PieceMasker,
+    ) -> (Result<(), String>, Streamed) {
         let mut client = client_head(head);
         client.headers_mut().set_chunked();
         let mut wire = BytesMut::with_capacity(PIECE + 4096);
         client.encode(&mut wire);
         let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
         let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        let (mut received, mut sent) = (prefix.len() as u64, 0u64);
+        let (mut received, mut sent) = (read as u64, 0u64);
         let mut piece = first;
         let result = loop {
             let out = match piece {
@@ -745,8 +769,7 @@ impl Connection {
             sent,
             digest: hash.finish(),
         };
-        self.record_streamed(&masking, streamed, state, view, result.as_ref().err());
-        result
+        (result, streamed)
     }
 
     /// The record of a message masked as it streamed: the response's
@@ -775,12 +798,7 @@ impl Connection {
         if !masking.counts.is_empty() {
             r.masked = Some(masking::by_kind(&masking.counts));
         }
-        let profile = self.rt.masker.as_ref().map(|m| m.profile().name.as_str());
-        r.payload_omitted = Some(format!(
-            "streamed: {} bytes from the server, over masking profile {:?}'s max_bytes; masked piece by piece, not kept",
-            streamed.received,
-            profile.unwrap_or_default()
-        ));
+        r.payload_omitted = Some(self.streamed_note(&streamed));
         r.error = error.cloned();
         self.audit.record(r);
     }
@@ -1113,8 +1131,11 @@ impl Connection {
                 .await);
         }
         let limit = masker.profile().max_bytes;
-        let body = match read_body(&mut conn.io, &mut conn.buf, &mut conn.decoder, limit).await {
-            Ok(body) => body,
+        let body = match self.read_or_stream(conn, limit).await {
+            Ok(Read::Whole(body)) => body,
+            Ok(Read::Over(prefix)) => {
+                return self.stream_text(req, head, conn, prefix, ids).await;
+            }
             Err(e) if e.framing() == Some(FramingError::BodyTooLarge) => {
                 let why = format!(
                     "the response is larger than the {limit} bytes that masking profile {:?} inspects",
@@ -1150,6 +1171,66 @@ impl Connection {
         r.error = sent.as_ref().err().cloned();
         self.audit.record(r);
         sent
+    }
+
+    /// Why a streamed message's record holds no payload.
+    fn streamed_note(&self, streamed: &Streamed) -> String {
+        let profile = self.rt.masker.as_ref().map(|m| m.profile().name.as_str());
+        format!(
+            "streamed: {} bytes from the server, over masking profile {:?}'s max_bytes; masked piece by piece, not kept",
+            streamed.received,
+            profile.unwrap_or_default()
+        )
+    }
+
+    /// A body that is not MCP over the masking profile's limit, with
+    /// `oversize = "stream"`: masked piece by piece as it arrives, as JSON
+    /// when it starts like JSON, else as text, and sent on chunked. JSON
+    /// that turns out not to be is refused before anything is sent, or cut
+    /// after.
+    async fn stream_text(
+        &mut self,
+        req: &Request,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        prefix: BytesMut,
+        ids: &[String],
+    ) -> Result<(), String> {
+        let masker = self.rt.masker.clone().expect("streams only when masking");
+        let starts_like_json = prefix
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| matches!(b, b'{' | b'['));
+        let (result, streamed, counts) = if starts_like_json {
+            let mut masking = StreamMasker::new(&masker);
+            let first = masking.feed(&prefix);
+            if let Err(e) = &first {
+                let why =
+                    format!("a body over the masking limit is not JSON ({e}) and cannot be masked");
+                return Err(self.refuse_unmaskable(ids, why).await);
+            }
+            let (result, streamed) = self
+                .send_masked_stream(head, conn, prefix.len(), first, &mut masking)
+                .await;
+            (result, streamed, masking.counts)
+        } else {
+            let mut masking = TextStreamMasker::new(&masker);
+            let first = PieceMasker::feed(&mut masking, &prefix);
+            let (result, streamed) = self
+                .send_masked_stream(head, conn, prefix.len(), first, &mut masking)
+                .await;
+            (result, streamed, masking.counts)
+        };
+        let mut r = self.http_record(req, head);
+        r.size = Some(streamed.sent);
+        r.payload_sha256 = Some(super::records::hex(&streamed.digest));
+        if !counts.is_empty() {
+            r.masked = Some(masking::by_kind(&counts));
+        }
+        r.payload_omitted = Some(self.streamed_note(&streamed));
+        r.error = result.as_ref().err().cloned();
+        self.audit.record(r);
+        result
     }
 
     /// The record of a non-MCP exchange: method, path (no query) and status.

@@ -1,5 +1,6 @@
 //! Masking a JSON body too large to hold whole (`oversize = "stream"`), or
-//! the data of such an SSE event (given in parts as it arrives). The
+//! the data of such an SSE event (given in parts as it arrives); and, at
+//! the end, the same for a text body (`TextStreamMasker`). The
 //! body is lexed as it arrives; string values are masked in pieces of at most
 //! `PIECE` bytes, or the profile's `max_bytes` when smaller (cut after a line
 //! break, or a space when a line is longer),
@@ -67,6 +68,33 @@ pub struct StreamMasker<'m> {
     pub counts: Counts,
     /// The top-level `id`, as JSON text: the response's request.
     pub id: Option<String>,
+}
+
+/// A masker fed a body chunk by chunk: it returns what can be sent so far,
+/// and at the end the rest; an error means the body cannot be masked.
+pub trait PieceMasker {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String>;
+    fn finish(&mut self) -> Result<Bytes, String>;
+}
+
+impl PieceMasker for StreamMasker<'_> {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
+        StreamMasker::feed(self, chunk)
+    }
+
+    fn finish(&mut self) -> Result<Bytes, String> {
+        StreamMasker::finish(self)
+    }
+}
+
+impl PieceMasker for TextStreamMasker<'_> {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
+        Ok(TextStreamMasker::feed(self, chunk))
+    }
+
+    fn finish(&mut self) -> Result<Bytes, String> {
+        Ok(TextStreamMasker::finish(self))
+    }
 }
 
 impl<'m> StreamMasker<'m> {
@@ -387,6 +415,75 @@ fn piece_end(raw: &[u8]) -> Option<usize> {
     raw.iter().rposition(|&b| b == b' ').map(|at| at + 1)
 }
 
+/// Masking a text body too large to hold whole (`oversize = "stream"`): it
+/// is masked in pieces of at most `PIECE` bytes (or the profile's
+/// `max_bytes`), each cut after its last line break, else its last space,
+/// else at a character boundary. An identifier split by a cut (a line over
+/// the piece size) can be missed.
+pub struct TextStreamMasker<'m> {
+    masker: &'m Masker,
+    held: Vec<u8>,
+    piece: usize,
+    pub counts: Counts,
+}
+
+impl<'m> TextStreamMasker<'m> {
+    pub fn new(masker: &'m Masker) -> Self {
+        Self {
+            masker,
+            held: Vec::new(),
+            // a third of the limit: invalid UTF-8 read as U+FFFD (three bytes
+            // each) still fits
+            piece: PIECE.min(masker.profile().max_bytes / 3).max(1),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Masks the next chunk; returns what can be sent now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+        self.held.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.held.len());
+        while self.held.len() > self.piece {
+            let cut = text_piece_end(&self.held, self.piece);
+            self.mask_piece(cut, &mut out);
+        }
+        Bytes::from(out)
+    }
+
+    /// The body ended: the rest, masked.
+    pub fn finish(&mut self) -> Bytes {
+        let mut out = Vec::new();
+        self.mask_piece(self.held.len(), &mut out);
+        Bytes::from(out)
+    }
+
+    fn mask_piece(&mut self, cut: usize, out: &mut Vec<u8>) {
+        let piece = String::from_utf8_lossy(&self.held[..cut]);
+        let masked = self.masker.mask_text(&piece);
+        self.counts.merge(&masked.counts);
+        out.extend_from_slice(masked.text.as_bytes());
+        self.held.drain(..cut);
+    }
+}
+
+/// Where to cut `held` (longer than `piece`) so that at most `piece` bytes
+/// go: after the last line break among them, else the last space, else at
+/// the last character boundary.
+fn text_piece_end(held: &[u8], piece: usize) -> usize {
+    let window = &held[..piece];
+    if let Some(nl) = memchr::memrchr(b'\n', window) {
+        return nl + 1;
+    }
+    if let Some(space) = memchr::memrchr(b' ', window) {
+        return space + 1;
+    }
+    // no break: back off over UTF-8 continuation bytes (at most three)
+    (piece.saturating_sub(3)..=piece)
+        .rev()
+        .find(|&i| i > 0 && held[i] & 0xC0 != 0x80)
+        .unwrap_or(piece)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,6 +560,35 @@ mod tests {
                 stream(&m, bad, 7).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn streamed_text_is_masked_alike_at_any_chunking_and_cut_between_characters() {
+        let mut profile = Profile::safe_harbor();
+        profile.max_bytes = 300;
+        let m = Masker::new(profile, b"k".to_vec());
+        let line = "Patient Maria Lopez, SSN 536-22-8741, called from (617) 432-1187. Früh.\n";
+        let text = line.repeat(40) + &"é".repeat(400);
+        for chunk in [1, 7, 64, 1000, text.len()] {
+            let mut streaming = TextStreamMasker::new(&m);
+            let mut out = Vec::new();
+            for c in text.as_bytes().chunks(chunk) {
+                out.extend_from_slice(&streaming.feed(c));
+            }
+            out.extend_from_slice(&streaming.finish());
+            let out = String::from_utf8(out).expect("cut between characters");
+            assert!(
+                !out.contains("536-22-8741") && !out.contains("Lopez"),
+                "{chunk}"
+            );
+            assert_eq!(out.matches("Früh.").count(), 40, "{chunk}");
+            assert!(out.ends_with(&"é".repeat(400)), "{chunk}");
+            assert_eq!(
+                streaming.counts.get(&crate::mask::Entity::Ssn),
+                40,
+                "{chunk}"
             );
         }
     }

@@ -159,6 +159,13 @@ pub(super) fn respond(line: &str, body: &[u8]) -> Option<Vec<u8>> {
             body.extend_from_slice(b"\"}, oops");
             http("200 OK", json_ct, &body)
         }
+        "GET /phi-text-big" => http(
+            "200 OK",
+            "content-type: text/plain\r\n",
+            format!("Hello. {NAME} {SSN}, {PHONE}\n")
+                .repeat(200)
+                .as_bytes(),
+        ),
         "POST /bad-sse-big" => {
             let events = format!(
                 "event: message\ndata: not json: {}\n\n",
@@ -491,4 +498,23 @@ async fn oversize_stream_masks_a_large_sse_event_as_it_arrives() {
     }
 
     assert_streamed_then_cut(&mut h, "streamed masking of an event").await;
+}
+
+#[tokio::test]
+async fn oversize_stream_masks_a_large_text_body_as_it_streams() {
+    let mut h = Harness::masking(streaming_masker()).await;
+    clean_answer(&h, "/phi").await;
+    let resp = one(h.front, b"GET /phi-text-big HTTP/1.1\r\nHost: h\r\n\r\n").await;
+    assert_eq!(resp.head.status(), 200);
+    let text = String::from_utf8(resp.body.to_vec()).unwrap();
+    assert_clean("the client", &text);
+    assert_eq!(text.matches("Hello.").count(), 200, "{text}");
+    let records = h.records().await;
+    let streamed = streamed(&records);
+    assert_eq!(streamed.len(), 2, "{records:#?}");
+    assert_eq!(streamed[1]["kind"], "http");
+    assert_eq!(streamed[1]["http"], "GET /phi-text-big");
+    assert_eq!(streamed[1]["masked"]["ssn"], 200);
+    assert!(streamed[1]["error"].is_null());
+    assert_clean("the audit", &audit_files(&h));
 }
