@@ -335,6 +335,19 @@ impl Correlator {
         self.pending.remove(&(requester, msg.id.clone()?))
     }
 
+    /// A message `from` sent, as it passes: a request is noted, a response
+    /// returns the request it answers.
+    pub fn observe(&mut self, from: Sender, msg: &Message) -> Option<Pending> {
+        match msg.kind {
+            Kind::Request => {
+                self.request(from, msg);
+                None
+            }
+            Kind::Response | Kind::Error => self.response(from, msg),
+            Kind::Notification => None,
+        }
+    }
+
     pub fn outstanding(&self) -> usize {
         self.pending.len()
     }

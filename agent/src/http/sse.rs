@@ -234,6 +234,12 @@ pub struct SseParser {
     /// The line being received is a spilling `data:` line: its bytes are
     /// yielded, not held.
     spilling_line: bool,
+    /// Comments read inside a spilling event, yielded after its end (its
+    /// `data:` line is open until then).
+    held_comments: Vec<String>,
+    /// The id read before a spilling event's data (it went out with its
+    /// start), for `last_event_id`.
+    spill_id: Option<String>,
 }
 
 impl fmt::Debug for SseParser {
@@ -275,6 +281,8 @@ impl SseParser {
             spill_over: None,
             spilling: false,
             spilling_line: false,
+            held_comments: Vec::new(),
+            spill_id: None,
         }
     }
 
@@ -390,6 +398,7 @@ impl SseParser {
         self.spilling = true;
         let data = self.pending.data.take();
         let start = std::mem::take(&mut self.pending);
+        self.spill_id.clone_from(&start.id);
         self.pending_bytes = 0;
         items.push(SseItem::Spill(Spill::Start(start)));
         if let Some(data) = data {
@@ -407,9 +416,13 @@ impl SseParser {
         if line.is_empty() {
             self.dispatch(items);
         } else if let Some(comment) = line.strip_prefix(b":") {
-            items.push(SseItem::Comment(
-                String::from_utf8_lossy(comment).into_owned(),
-            ));
+            let comment = String::from_utf8_lossy(comment).into_owned();
+            if self.spilling {
+                self.pending_bytes += line.len();
+                self.held_comments.push(comment);
+            } else {
+                items.push(SseItem::Comment(comment));
+            }
         } else if self.spilling && is_data(&line) {
             // a spilling event's further data lines go out as they are read
             self.start_spill(items);
@@ -455,11 +468,13 @@ impl SseParser {
     fn dispatch(&mut self, items: &mut Vec<SseItem>) {
         let event = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        if let Some(id) = &event.id {
+        let spilled_id = self.spill_id.take();
+        if let Some(id) = event.id.as_ref().or(spilled_id.as_ref()) {
             self.last_event_id.clone_from(id);
         }
         if std::mem::take(&mut self.spilling) {
             items.push(SseItem::Spill(Spill::End(event)));
+            items.extend(self.held_comments.drain(..).map(SseItem::Comment));
         } else if event != SseEvent::default() {
             items.push(SseItem::Event(event));
         }

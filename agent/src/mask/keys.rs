@@ -14,7 +14,8 @@ pub struct KeyRules {
     /// in the order they were added.
     suffixes: Vec<(String, Entity)>,
     /// The endings by their last byte (indices into `suffixes`, in order):
-    /// a key is compared only with the endings it could have.
+    /// a key is compared only with the endings it could have. An ending
+    /// with no letter or digit ends every key: it is in every list.
     by_last: FastMap<u8, Vec<usize>>,
 }
 
@@ -276,8 +277,13 @@ impl KeyRules {
 
     fn index_suffixes(&mut self) {
         self.by_last.clear();
+        let every: Vec<u8> = (b'0'..=b'9').chain(b'a'..=b'z').collect();
         for (i, (s, _)) in self.suffixes.iter().enumerate() {
-            if let Some(&last) = s.as_bytes().last() {
+            let lasts = match s.as_bytes().last() {
+                Some(&last) => vec![last],
+                None => every.clone(),
+            };
+            for last in lasts {
                 self.by_last.entry(last).or_default().push(i);
             }
         }
@@ -358,6 +364,20 @@ pub(crate) fn applies(entity: &Entity, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endings_are_tried_in_the_order_they_were_added() {
+        let mut r = KeyRules::empty();
+        r.insert_suffix("phone", Entity::Phone);
+        r.insert_suffix("_", Entity::Name); // no letter or digit: ends every key
+        r.insert_suffix("ssn", Entity::Ssn);
+        assert_eq!(r.lookup("home_phone"), Some(&Entity::Phone));
+        assert_eq!(r.lookup("patient_ssn"), Some(&Entity::Name));
+        assert_eq!(r.lookup("anything"), Some(&Entity::Name));
+        r.remove("_");
+        assert_eq!(r.lookup("patient_ssn"), Some(&Entity::Ssn));
+        assert_eq!(r.lookup("anything"), None);
+    }
 
     #[test]
     fn case_and_separator_insensitive() {

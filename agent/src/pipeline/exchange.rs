@@ -368,16 +368,7 @@ impl Connection {
         let texts = message_texts(&req.body, &body);
         let mut acks: Vec<PendingAck> = Vec::new();
         for (msg, raw) in msgs.iter().zip(&texts) {
-            let pending = match msg.kind {
-                mcp::Kind::Request => {
-                    lock(state).correlator.request(Sender::Client, msg);
-                    None
-                }
-                mcp::Kind::Response | mcp::Kind::Error => {
-                    lock(state).correlator.response(Sender::Client, msg)
-                }
-                mcp::Kind::Notification => None,
-            };
+            let pending = lock(state).correlator.observe(Sender::Client, msg);
             // the audit keeps the arguments masked; the server gets them as sent
             let masked = self.mask_copy(raw);
             let record = self.who.message(
@@ -690,7 +681,7 @@ impl Connection {
         let first = masking.feed(&prefix);
         if let Err(e) = &first {
             // nothing sent yet: the client can still get an answer
-            let ids: Vec<String> = masking.id.iter().cloned().collect();
+            let ids: Vec<String> = masking.id().map(str::to_string).into_iter().collect();
             let why =
                 format!("a response over the masking limit is not JSON ({e}) and cannot be masked");
             return Err(self.refuse_unmaskable(&ids, why).await);
@@ -783,13 +774,27 @@ impl Connection {
         view: &SessionView,
         error: Option<&String>,
     ) {
-        let id = masking.id.as_deref().unwrap_or("null");
-        let stub = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":null}}"#);
+        // the message's kind and id, without its payload
+        let id = masking.id().unwrap_or("null");
+        let stub = match masking.method() {
+            Some(method) => {
+                let method = Value::String(method.to_string());
+                match masking.id() {
+                    Some(id) => format!(r#"{{"jsonrpc":"2.0","id":{id},"method":{method}}}"#),
+                    None => format!(r#"{{"jsonrpc":"2.0","method":{method}}}"#),
+                }
+            }
+            None => format!(r#"{{"jsonrpc":"2.0","id":{id},"result":null}}"#),
+        };
+        let view = SessionView {
+            id: lock(state).id.clone(),
+            ..view.clone()
+        };
         let mut r = match mcp::decode(stub.as_bytes()) {
             Ok(mcp::Body::Single(msg)) => {
-                let pending = lock(state).correlator.response(Sender::Server, &msg);
+                let pending = lock(state).correlator.observe(Sender::Server, &msg);
                 self.who
-                    .message(Sender::Server, &msg, Kept::Nothing, view, pending.as_ref())
+                    .message(Sender::Server, &msg, Kept::Nothing, &view, pending.as_ref())
             }
             _ => self.who.record(Kind::Response),
         };
@@ -839,16 +844,7 @@ impl Connection {
         let masked = self.mask_server(body, &texts);
         let mut view = view.clone();
         for (i, (msg, raw)) in msgs.iter().zip(&texts).enumerate() {
-            let pending = match msg.kind {
-                mcp::Kind::Response | mcp::Kind::Error => {
-                    lock(state).correlator.response(Sender::Server, msg)
-                }
-                mcp::Kind::Request => {
-                    lock(state).correlator.request(Sender::Server, msg);
-                    None
-                }
-                mcp::Kind::Notification => None,
-            };
+            let pending = lock(state).correlator.observe(Sender::Server, msg);
             if pending.as_ref().is_some_and(|p| p.method == "initialize")
                 && let Some(v) = negotiated_version(raw)
             {
@@ -939,11 +935,6 @@ impl Connection {
         state: &Shared,
         view: SessionView,
     ) -> Result<(), String> {
-        let mut client = client_head(head);
-        client.headers_mut().set_chunked();
-        let mut wire = BytesMut::with_capacity(4096);
-        client.encode(&mut wire);
-        let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
         let mut parser = SseParser::new();
         // oversize = "stream": an event's data over the limit is masked as it arrives
         let masker = self.stream_over().and(self.rt.masker.clone());
@@ -951,6 +942,47 @@ impl Connection {
             parser = parser.spill_over(limit);
         }
         let mut spilling: Option<SpillingEvent<'_>> = None;
+        let result = self
+            .sse_events(
+                head,
+                conn,
+                state,
+                &view,
+                parser,
+                masker.as_deref(),
+                &mut spilling,
+            )
+            .await;
+        if let Some(event) = spilling.take() {
+            // the stream ended inside an event being streamed: the client
+            // drops the unfinished event; its record says why
+            let reason = match &result {
+                Ok(()) => "the event stream ended inside a streamed event".to_string(),
+                Err(e) => format!("the event stream failed inside a streamed event: {e}"),
+            };
+            self.record_streamed(&event.masking, event.done(), state, &view, Some(&reason));
+        }
+        result
+    }
+
+    /// The events of a stream, each masked and recorded on its way (see
+    /// `relay_sse`); `spilling` is the event being masked as it arrives.
+    #[allow(clippy::too_many_arguments)]
+    async fn sse_events<'m>(
+        &mut self,
+        head: &ResponseHead,
+        conn: &mut UpstreamConn,
+        state: &Shared,
+        view: &SessionView,
+        mut parser: SseParser,
+        masker: Option<&'m crate::mask::Masker>,
+        spilling: &mut Option<SpillingEvent<'m>>,
+    ) -> Result<(), String> {
+        let mut client = client_head(head);
+        client.headers_mut().set_chunked();
+        let mut wire = BytesMut::with_capacity(4096);
+        client.encode(&mut wire);
+        let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
         loop {
             self.send(&wire).await?;
             wire.clear();
@@ -963,11 +995,22 @@ impl Connection {
                     let mut events = BytesMut::new();
                     for item in items {
                         let parts = match item {
-                            SseItem::Event(event) => vec![self.sse_event(event, state, &view)],
+                            SseItem::Event(event) => vec![self.sse_event(event, state, view)],
                             SseItem::Comment(text) => vec![SseItem::Comment(self.mask_plain(text))],
                             SseItem::Spill(part) => {
-                                let masker = masker.as_deref().expect("spills only when streaming");
-                                self.spill_part(part, masker, &mut spilling, state, &view)?
+                                let masker = masker.expect("spills only when streaming");
+                                match self.spill_part(part, masker, spilling, state, view) {
+                                    Ok(parts) => parts,
+                                    Err(e) => {
+                                        // the events before it were recorded: they go out
+                                        if !events.is_empty()
+                                            && encoder.encode_chunk(&events, &mut wire).is_ok()
+                                        {
+                                            let _ = self.send(&wire).await;
+                                        }
+                                        return Err(e);
+                                    }
+                                }
                             }
                         };
                         parts
@@ -984,17 +1027,6 @@ impl Connection {
                     }
                 }
                 Ok(Some(Event::End(_))) => {
-                    if let Some(event) = spilling.take() {
-                        // an event cut short: the client drops it unfinished
-                        let reason = "the event stream ended inside a streamed event".to_string();
-                        self.record_streamed(
-                            &event.masking,
-                            event.done(),
-                            state,
-                            &view,
-                            Some(&reason),
-                        );
-                    }
                     encoder
                         .encode_end(&Headers::new(), &mut wire)
                         .map_err(|e| format!("event stream: {}", e.reason()))?;
@@ -1134,7 +1166,7 @@ impl Connection {
         let body = match self.read_or_stream(conn, limit).await {
             Ok(Read::Whole(body)) => body,
             Ok(Read::Over(prefix)) => {
-                return self.stream_text(req, head, conn, prefix, ids).await;
+                return self.stream_text(req, head, conn, prefix).await;
             }
             Err(e) if e.framing() == Some(FramingError::BodyTooLarge) => {
                 let why = format!(
@@ -1185,41 +1217,35 @@ impl Connection {
 
     /// A body that is not MCP over the masking profile's limit, with
     /// `oversize = "stream"`: masked piece by piece as it arrives, as JSON
-    /// when it starts like JSON, else as text, and sent on chunked. JSON
-    /// that turns out not to be is refused before anything is sent, or cut
-    /// after.
+    /// when its first part reads as JSON, else as text, and sent on chunked.
+    /// JSON that turns out not to be later is cut.
     async fn stream_text(
         &mut self,
         req: &Request,
         head: &ResponseHead,
         conn: &mut UpstreamConn,
         prefix: BytesMut,
-        ids: &[String],
     ) -> Result<(), String> {
         let masker = self.rt.masker.clone().expect("streams only when masking");
         let starts_like_json = prefix
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|b| matches!(b, b'{' | b'['));
-        let (result, streamed, counts) = if starts_like_json {
-            let mut masking = StreamMasker::new(&masker);
-            let first = masking.feed(&prefix);
-            if let Err(e) = &first {
-                let why =
-                    format!("a body over the masking limit is not JSON ({e}) and cannot be masked");
-                return Err(self.refuse_unmaskable(ids, why).await);
-            }
+        // JSON that is not (`[INFO] …`) is text, as for a body masked whole
+        let mut json = StreamMasker::new(&masker);
+        let first = starts_like_json.then(|| json.feed(&prefix));
+        let (result, streamed, counts) = if let Some(first @ Ok(_)) = first {
             let (result, streamed) = self
-                .send_masked_stream(head, conn, prefix.len(), first, &mut masking)
+                .send_masked_stream(head, conn, prefix.len(), first, &mut json)
                 .await;
-            (result, streamed, masking.counts)
+            (result, streamed, json.counts)
         } else {
-            let mut masking = TextStreamMasker::new(&masker);
-            let first = PieceMasker::feed(&mut masking, &prefix);
+            let mut text = TextStreamMasker::new(&masker);
+            let first = text.feed(&prefix);
             let (result, streamed) = self
-                .send_masked_stream(head, conn, prefix.len(), first, &mut masking)
+                .send_masked_stream(head, conn, prefix.len(), first, &mut text)
                 .await;
-            (result, streamed, masking.counts)
+            (result, streamed, text.counts)
         };
         let mut r = self.http_record(req, head);
         r.size = Some(streamed.sent);

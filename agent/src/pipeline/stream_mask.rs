@@ -66,8 +66,13 @@ pub struct StreamMasker<'m> {
     /// `max_bytes` when smaller.
     piece: usize,
     pub counts: Counts,
-    /// The top-level `id`, as JSON text: the response's request.
-    pub id: Option<String>,
+    /// The top-level `id` as JSON text, when it went out as it came.
+    id: Option<String>,
+    /// The top-level `method`, when it went out as it came.
+    method: Option<String>,
+    /// The top level has a `jsonrpc` key: its `id` and `method` are
+    /// protocol, passed as they are.
+    rpc: bool,
 }
 
 /// A masker fed a body chunk by chunk: it returns what can be sent so far,
@@ -89,11 +94,11 @@ impl PieceMasker for StreamMasker<'_> {
 
 impl PieceMasker for TextStreamMasker<'_> {
     fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
-        Ok(TextStreamMasker::feed(self, chunk))
+        TextStreamMasker::feed(self, chunk)
     }
 
     fn finish(&mut self) -> Result<Bytes, String> {
-        Ok(TextStreamMasker::finish(self))
+        TextStreamMasker::finish(self)
     }
 }
 
@@ -109,7 +114,20 @@ impl<'m> StreamMasker<'m> {
             piece: PIECE.min(masker.profile().max_bytes),
             counts: Counts::default(),
             id: None,
+            method: None,
+            rpc: false,
         }
+    }
+
+    /// The message's `id` (JSON text), once read: what its record is
+    /// matched by. Only of a JSON-RPC message, and only as it was sent on.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref().filter(|_| self.rpc)
+    }
+
+    /// The message's `method`, once read: a request or notification.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref().filter(|_| self.rpc)
     }
 
     /// Masks the next chunk of the body; returns what can be sent now.
@@ -263,6 +281,8 @@ impl<'m> StreamMasker<'m> {
                 let key = decode(&self.raw)?;
                 out.extend_from_slice(&self.raw);
                 out.push(b'"');
+                // a JSON-RPC message says so at its top level
+                self.rpc |= self.stack.len() == 1 && key == "jsonrpc";
                 if let Some(Frame::Object {
                     key: k, expect_key, ..
                 }) = self.stack.last_mut()
@@ -303,11 +323,9 @@ impl<'m> StreamMasker<'m> {
     /// Masks and writes the first `cut` encoded bytes of the current string.
     fn flush_string(&mut self, cut: usize, out: &mut Vec<u8>) -> Result<(), String> {
         let piece = decode(&self.raw[..cut])?;
-        if self.protocol {
-            if self.stack.len() == 1 && self.current_key() == Some("id") {
-                self.id = Some(format!("\"{}\"", String::from_utf8_lossy(&self.raw)));
-            }
+        let unchanged = if self.protocol {
             out.extend_from_slice(&self.raw[..cut]);
+            true
         } else {
             let key = self.value_rule_key();
             let masked = self.masker.mask_text_under(&piece, key.as_deref());
@@ -315,8 +333,18 @@ impl<'m> StreamMasker<'m> {
                 return Err("a string piece over the profile's max_bytes".into());
             }
             self.counts.merge(&masked.counts);
+            let unchanged = masked.text == piece;
             let encoded = serde_json::to_string(masked.text.as_ref()).expect("a string");
             out.extend_from_slice(&encoded.as_bytes()[1..encoded.len() - 1]);
+            unchanged
+        };
+        // a whole top-level id or method that went out as it came
+        if unchanged && cut == self.raw.len() && self.stack.len() == 1 {
+            match self.current_key() {
+                Some("id") => self.id = Some(format!("\"{}\"", String::from_utf8_lossy(&self.raw))),
+                Some("method") => self.method = Some(piece),
+                _ => {}
+            }
         }
         self.raw.drain(..cut);
         Ok(())
@@ -329,9 +357,6 @@ impl<'m> StreamMasker<'m> {
             return Err(format!("a bad JSON literal {text:?}"));
         }
         let keep = if self.at_protocol_key() {
-            if self.current_key() == Some("id") {
-                self.id = Some(text.to_string());
-            }
             true
         } else if let Some(entity) = self.ruled_entity() {
             self.counts.add(&entity, 1);
@@ -343,6 +368,9 @@ impl<'m> StreamMasker<'m> {
             self.counts.merge(&masked.counts);
             masked.counts.is_empty()
         };
+        if keep && self.stack.len() == 1 && self.current_key() == Some("id") {
+            self.id = Some(text.to_string());
+        }
         out.extend_from_slice(if keep { &self.raw } else { b"null" });
         self.raw.clear();
         self.done = self.stack.is_empty();
@@ -356,11 +384,14 @@ impl<'m> StreamMasker<'m> {
         }
     }
 
+    /// At a top-level protocol field of a JSON-RPC message: `jsonrpc`, and
+    /// once that has been read, `id` and `method`. In other JSON these are
+    /// content like any key (as for the whole-message walker).
     fn at_protocol_key(&self) -> bool {
         self.stack.len() == 1
             && self
                 .current_key()
-                .is_some_and(|k| PROTOCOL_KEYS.contains(&k))
+                .is_some_and(|k| k == "jsonrpc" || (self.rpc && PROTOCOL_KEYS.contains(&k)))
     }
 
     /// The key whose rule covers the value being read: its own key when
@@ -440,29 +471,34 @@ impl<'m> TextStreamMasker<'m> {
     }
 
     /// Masks the next chunk; returns what can be sent now.
-    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
         self.held.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.held.len());
         while self.held.len() > self.piece {
             let cut = text_piece_end(&self.held, self.piece);
-            self.mask_piece(cut, &mut out);
+            self.mask_piece(cut, &mut out)?;
         }
-        Bytes::from(out)
+        Ok(Bytes::from(out))
     }
 
     /// The body ended: the rest, masked.
-    pub fn finish(&mut self) -> Bytes {
+    pub fn finish(&mut self) -> Result<Bytes, String> {
         let mut out = Vec::new();
-        self.mask_piece(self.held.len(), &mut out);
-        Bytes::from(out)
+        self.mask_piece(self.held.len(), &mut out)?;
+        Ok(Bytes::from(out))
     }
 
-    fn mask_piece(&mut self, cut: usize, out: &mut Vec<u8>) {
+    fn mask_piece(&mut self, cut: usize, out: &mut Vec<u8>) -> Result<(), String> {
         let piece = String::from_utf8_lossy(&self.held[..cut]);
         let masked = self.masker.mask_text(&piece);
+        if matches!(masked.outcome, Outcome::TooLarge { .. }) {
+            // only under a max_bytes of a few bytes, with invalid UTF-8
+            return Err("a text piece over the profile's max_bytes".into());
+        }
         self.counts.merge(&masked.counts);
         out.extend_from_slice(masked.text.as_bytes());
         self.held.drain(..cut);
+        Ok(())
     }
 }
 
@@ -507,6 +543,27 @@ mod tests {
         }
         out.extend_from_slice(&s.finish()?);
         Ok((out, s))
+    }
+
+    #[test]
+    fn id_and_method_pass_as_they_are_only_in_a_json_rpc_message() {
+        let m = masker();
+        let phi = "Maria Lopez 536-22-8741";
+        let plain = format!(r#"{{"id":"{phi}","method":"{phi}","rows":[]}}"#);
+        let (out, s) = stream(&m, plain.as_bytes(), 5).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("536-22-8741"), "{out}");
+        assert_eq!(s.id(), None);
+        let rpc = r#"{"jsonrpc":"2.0","id":"req-536-22-8741","method":"notifications/message","params":{}}"#;
+        let (out, s) = stream(&m, rpc.as_bytes(), 5).unwrap();
+        assert_eq!(out, rpc.as_bytes(), "protocol fields are not content");
+        assert_eq!(s.id(), Some("\"req-536-22-8741\""));
+        assert_eq!(s.method(), Some("notifications/message"));
+        // keys in sorted order (`id` before `jsonrpc`): a plain id is still found
+        let sorted = r#"{"id":3,"jsonrpc":"2.0","result":{"text":"ok"}}"#;
+        let (out, s) = stream(&m, sorted.as_bytes(), 4).unwrap();
+        assert_eq!(out, sorted.as_bytes());
+        assert_eq!(s.id(), Some("3"));
     }
 
     fn rows(n: usize) -> Value {
@@ -575,9 +632,9 @@ mod tests {
             let mut streaming = TextStreamMasker::new(&m);
             let mut out = Vec::new();
             for c in text.as_bytes().chunks(chunk) {
-                out.extend_from_slice(&streaming.feed(c));
+                out.extend_from_slice(&streaming.feed(c).unwrap());
             }
-            out.extend_from_slice(&streaming.finish());
+            out.extend_from_slice(&streaming.finish().unwrap());
             let out = String::from_utf8(out).expect("cut between characters");
             assert!(
                 !out.contains("536-22-8741") && !out.contains("Lopez"),

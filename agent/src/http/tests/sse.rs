@@ -301,3 +301,37 @@ fn a_five_megabyte_event() {
     let pieces: Vec<&[u8]> = stream.as_bytes().chunks(16 * 1024).collect();
     assert_eq!(parse(&pieces), [data(&payload)]);
 }
+
+#[test]
+fn a_spilled_event_keeps_its_comments_out_of_its_data_and_its_id() {
+    let stream = b"id: 7\ndata: 0123456789\n: ping\ndata: more\nevent: rows\n\n: after\n";
+    for cut in 1..stream.len() {
+        let mut parser = SseParser::new().spill_over(4);
+        let mut items = parser.feed(&stream[..cut]).unwrap();
+        items.extend(parser.feed(&stream[cut..]).unwrap());
+        assert!(
+            matches!(items[0], SseItem::Spill(crate::http::Spill::Start(_))),
+            "{items:?}"
+        );
+        assert_eq!(parser.last_event_id(), "7", "{cut}");
+        let mut again = BytesMut::new();
+        for item in &items {
+            item.encode(&mut again).unwrap();
+        }
+        let reread = SseParser::new().feed(&again).unwrap();
+        assert_eq!(
+            reread,
+            [
+                SseItem::Event(SseEvent {
+                    event: Some("rows".into()),
+                    data: Some("0123456789\nmore".into()),
+                    id: Some("7".into()),
+                    retry: None,
+                }),
+                SseItem::Comment(" ping".into()),
+                SseItem::Comment(" after".into()),
+            ],
+            "{cut}"
+        );
+    }
+}

@@ -166,6 +166,15 @@ pub(super) fn respond(line: &str, body: &[u8]) -> Option<Vec<u8>> {
                 .repeat(200)
                 .as_bytes(),
         ),
+        "POST /phi-sse-cut" => {
+            // the stream ends inside the event: no empty line after its data
+            let events = format!("event: message\ndata: {}", result(&id()));
+            http(
+                "200 OK",
+                "content-type: text/event-stream\r\n",
+                events.as_bytes(),
+            )
+        }
         "POST /bad-sse-big" => {
             let events = format!(
                 "event: message\ndata: not json: {}\n\n",
@@ -209,26 +218,27 @@ async fn clean_answer(h: &Harness, path: &str) -> String {
     text
 }
 
-/// The records of a streamed patient result and of a stream cut for
-/// `cut`: the first matched to its request, masked, and whole; nothing
-/// unmasked in the audit.
-async fn assert_streamed_then_cut(h: &mut Harness, cut: &str) {
+/// The records of messages masked as they streamed: the first a patient
+/// result matched to its request and masked, then one per `errors` (`None`:
+/// whole; else a fragment of its error); nothing unmasked in the audit.
+async fn assert_streamed(h: &mut Harness, errors: &[Option<&str>]) {
     let records = h.records().await;
     let streamed = streamed(&records);
-    assert_eq!(streamed.len(), 2, "{records:#?}");
+    assert_eq!(streamed.len(), errors.len(), "{records:#?}");
     assert_eq!(
         streamed[0]["tool"], "lookup_patient",
         "matched to its request"
     );
     assert!(streamed[0]["masked"]["ssn"].as_u64() > Some(0));
-    assert!(streamed[0]["error"].is_null());
-    assert!(
-        streamed[1]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains(cut)),
-        "{:?}",
-        streamed[1]
-    );
+    for (r, error) in streamed.iter().zip(errors) {
+        match error {
+            None => assert!(r["error"].is_null(), "{r:?}"),
+            Some(cut) => assert!(
+                r["error"].as_str().is_some_and(|e| e.contains(cut)),
+                "{r:?}"
+            ),
+        }
+    }
     assert_clean("the audit", &audit_files(h));
 }
 
@@ -459,7 +469,7 @@ async fn oversize_stream_masks_a_large_body_as_it_streams() {
     );
     assert_clean("the client", &raw);
 
-    assert_streamed_then_cut(&mut h, "streamed masking").await;
+    assert_streamed(&mut h, &[None, Some("streamed masking")]).await;
 }
 
 #[tokio::test]
@@ -487,6 +497,14 @@ async fn oversize_stream_masks_a_large_sse_event_as_it_arrives() {
     assert!(text.contains("paged "), "{text}");
 
     // a large event that is not JSON: the stream is cut, nothing unmasked sent
+    // a stream that ends inside a large event: the event is recorded as cut
+    let cut = clean_answer(&h, "/phi-sse-cut").await;
+    let items = SseParser::new().feed(cut.as_bytes()).unwrap();
+    assert!(
+        !items.iter().any(|i| matches!(i, SseItem::Event(_))),
+        "{items:?}"
+    );
+
     let raw = raw_exchange(&h, "/bad-sse-big").await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(
@@ -497,7 +515,15 @@ async fn oversize_stream_masks_a_large_sse_event_as_it_arrives() {
         assert!(!raw.contains(phi), "{phi:?} reached the client: {raw}");
     }
 
-    assert_streamed_then_cut(&mut h, "streamed masking of an event").await;
+    assert_streamed(
+        &mut h,
+        &[
+            None,
+            Some("ended inside a streamed event"),
+            Some("streamed masking of an event"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
