@@ -11,8 +11,10 @@
 //! What it gives up against the whole-message walker: an identifier split
 //! across two pieces of one long string may be missed (pieces end at line
 //! breaks, so this takes a line over 1 MiB), and every value is content (a
-//! streamed body is a tool result, not a descriptor list). Input that is not
-//! JSON ends the stream with an error: it is never passed on unmasked.
+//! streamed body is a tool result, not a descriptor list) but the top-level
+//! `jsonrpc` of a message and, after it, its `id` and `method` (in JSON that
+//! is not JSON-RPC these are content too). Input that is not JSON ends the
+//! stream with an error: it is never passed on unmasked.
 
 use bytes::Bytes;
 use memchr::{memchr2, memmem};
