@@ -1054,8 +1054,9 @@ mod tests {
         assert!(decode(r"\udc00x").is_none());
     }
 
-    /// The word-at-a-time scan stops where a byte-by-byte one does, at
-    /// every offset and length (stops placed around the 8-byte steps).
+    /// The 16-byte-block scan stops where a byte-by-byte one does, at every
+    /// offset and length (stops placed around the blocks and the 64-byte
+    /// window before memchr takes over).
     #[test]
     fn plain_run_stops_at_the_first_stop_byte() {
         let naive = |b: &[u8], i: usize| {
