@@ -34,8 +34,6 @@ pub(crate) enum JsonError {
 /// anything else as content throughout. `nesting` counts the documents
 /// enclosing this one.
 pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Counts), JsonError> {
-    // One memo of string plans for the message and the documents inside it.
-    let _walk = memo::begin(std::ptr::from_ref(m) as usize);
     let b = s.as_bytes();
     let rpc = nesting == 0 && memchr::memmem::find(b, b"\"jsonrpc\"").is_some();
     let mut w = Walker {
@@ -49,6 +47,8 @@ pub(crate) fn plan(m: &Masker, s: &str, nesting: usize) -> Result<(Vec<Edit>, Co
         edits: Vec::with_capacity(edit_estimate(b.len())),
         counts: Counts::default(),
         keys: KeyCache::default(),
+        // one memo of string plans for the message and the documents in it
+        memo: memo::checkout(),
         planned: Vec::new(),
     };
     w.ws();
@@ -191,6 +191,8 @@ struct Walker<'m, 'a> {
     counts: Counts,
     /// What each key read so far means: rows repeat the same keys.
     keys: KeyCache<'a>,
+    /// The plans of strings read so far: rows repeat their values.
+    memo: memo::MemoGuard,
     /// Scratch for one string's edits.
     planned: Vec<Edit>,
 }
@@ -551,6 +553,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             edits: Vec::with_capacity(edit_estimate(self.b.len() - start)),
             counts: Counts::default(),
             keys: std::mem::take(&mut self.keys),
+            memo: std::mem::take(&mut self.memo),
             planned: std::mem::take(&mut self.planned),
         };
         inner.ws();
@@ -561,6 +564,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 inner.b.get(inner.pos) == Some(&b'"')
             };
         self.keys = std::mem::take(&mut inner.keys);
+        self.memo = std::mem::take(&mut inner.memo);
         self.planned = std::mem::take(&mut inner.planned);
         if !whole {
             return false;
@@ -785,10 +789,10 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 mode,
                 null_ok: ctx.null_ok,
             };
-            let owner = std::ptr::from_ref(m) as usize;
-            memo::plan_once(owner, s, key, &mut planned, &mut self.counts, |e, c| {
-                m.plan_string(s, &ctx, e, c)
-            })
+            self.memo
+                .plan_once(s, key, &mut planned, &mut self.counts, |e, c| {
+                    m.plan_string(s, &ctx, e, c)
+                })
         };
         if null {
             self.edits.push(Edit {

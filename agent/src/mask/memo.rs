@@ -7,8 +7,8 @@
 //!
 //! The cache is direct-mapped (one slot per hash bucket, a collision
 //! replaces the slot): constant work per string whatever the input, so no
-//! crafted message can make lookups slow. It lives for one top-level walk
-//! (`begin`) on one thread.
+//! crafted message can make lookups slow. It lives for one walk
+//! (`checkout`), and is kept on its thread for the next one.
 
 use std::cell::RefCell;
 use std::hash::Hasher;
@@ -44,61 +44,46 @@ struct Slot {
     counts: Range<usize>,
 }
 
+/// The plans of one walk. Slots of earlier walks (another generation) are
+/// empty, so a memo is reused without clearing its slots.
 #[derive(Default)]
-struct Memo {
-    /// The current walk's number; 0 when none is under way.
+pub(crate) struct Memo {
+    /// This walk's generation; slots of other generations are empty.
     walk: u64,
-    last_walk: u64,
-    /// Which masker the walk is for.
-    owner: usize,
     slots: Vec<Slot>,
     text: String,
     edits: Vec<Edit>,
     counts: Vec<(Entity, u64)>,
 }
 
-enum Lookup {
-    /// No walk under way (or another masker's).
-    Off,
-    Miss,
-    Repeat {
-        null: bool,
-    },
-}
-
 thread_local! {
-    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    /// Memos of finished walks, for the next ones on this thread (one per
+    /// nesting level at most): their slots are allocated once.
+    static SPARE: RefCell<Vec<Memo>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A top-level walk under way; the memo forgets everything when it ends.
-pub(crate) struct Walk {
-    outer: bool,
+/// A walk's memo, taken from this thread's spares and given back when the
+/// walk ends. An empty guard (`Default`) remembers nothing.
+#[derive(Default)]
+pub(crate) struct MemoGuard(Option<Memo>);
+
+/// The memo for a new top-level walk.
+pub(crate) fn checkout() -> MemoGuard {
+    let mut memo = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
+    memo.walk = memo.walk.wrapping_add(1).max(1);
+    memo.text.clear();
+    memo.edits.clear();
+    memo.counts.clear();
+    if memo.slots.is_empty() {
+        memo.slots = vec![Slot::default(); SLOTS];
+    }
+    MemoGuard(Some(memo))
 }
 
-/// Starts remembering plans for the masker at `owner`, unless a walk is
-/// already under way (a nested document shares its message's memo).
-pub(crate) fn begin(owner: usize) -> Walk {
-    MEMO.with_borrow_mut(|m| {
-        if m.walk != 0 {
-            return Walk { outer: false };
-        }
-        m.last_walk += 1;
-        m.walk = m.last_walk;
-        m.owner = owner;
-        m.text.clear();
-        m.edits.clear();
-        m.counts.clear();
-        if m.slots.is_empty() {
-            m.slots = vec![Slot::default(); SLOTS];
-        }
-        Walk { outer: true }
-    })
-}
-
-impl Drop for Walk {
+impl Drop for MemoGuard {
     fn drop(&mut self) {
-        if self.outer {
-            MEMO.with_borrow_mut(|m| m.walk = 0);
+        if let Some(memo) = self.0.take() {
+            SPARE.with_borrow_mut(|spare| spare.push(memo));
         }
     }
 }
@@ -111,61 +96,46 @@ fn hash(s: &str, ctx: &Context) -> u64 {
     h.finish()
 }
 
-/// Plans `s` with `plan` (which pushes edits, adds counts and says whether
-/// the value becomes `null`), or repeats the plan made for the same string
-/// in the same context earlier in this walk.
-pub(crate) fn plan_once(
-    owner: usize,
-    s: &str,
-    ctx: Context,
-    edits: &mut Vec<Edit>,
-    counts: &mut Counts,
-    plan: impl FnOnce(&mut Vec<Edit>, &mut Counts) -> bool,
-) -> bool {
-    if s.len() > MAX_LEN {
-        return plan(edits, counts);
-    }
-    let h = hash(s, &ctx);
-    let found = MEMO.with_borrow(|m| {
-        if m.walk == 0 || m.owner != owner {
-            return Lookup::Off;
-        }
+impl MemoGuard {
+    /// Plans `s` with `plan` (which pushes edits, adds counts and says
+    /// whether the value becomes `null`), or repeats the plan made for the
+    /// same string in the same context earlier in this walk.
+    pub(crate) fn plan_once(
+        &mut self,
+        s: &str,
+        ctx: Context,
+        edits: &mut Vec<Edit>,
+        counts: &mut Counts,
+        plan: impl FnOnce(&mut Vec<Edit>, &mut Counts) -> bool,
+    ) -> bool {
+        let Some(m) = self.0.as_mut().filter(|_| s.len() <= MAX_LEN) else {
+            return plan(edits, counts);
+        };
+        let h = hash(s, &ctx);
         let slot = &m.slots[h as usize % SLOTS];
-        let same = slot.walk == m.walk
+        if slot.walk == m.walk
             && slot.hash == h
             && slot.mode_full == (ctx.mode == Mode::Full)
             && slot.null_ok == ctx.null_ok
-            && m.text[slot.text.clone()] == *s;
-        if !same {
-            return Lookup::Miss;
+            && m.text[slot.text.clone()] == *s
+        {
+            edits.extend_from_slice(&m.edits[slot.edits.clone()]);
+            for (entity, n) in &m.counts[slot.counts.clone()] {
+                counts.add(entity, *n);
+            }
+            return slot.null;
         }
-        edits.extend_from_slice(&m.edits[slot.edits.clone()]);
-        for (entity, n) in &m.counts[slot.counts.clone()] {
-            counts.add(entity, *n);
-        }
-        Lookup::Repeat { null: slot.null }
-    });
-    match found {
-        Lookup::Off => return plan(edits, counts),
-        Lookup::Repeat { null } => return null,
-        Lookup::Miss => {}
-    }
-    let before = edits.len();
-    let mut own = Counts::default();
-    let null = plan(edits, &mut own);
-    counts.merge(&own);
-    MEMO.with_borrow_mut(|m| {
-        // `plan` may have walked a nested document; this walk still holds.
-        if m.walk == 0 || m.owner != owner {
-            return;
-        }
+        let before = edits.len();
+        let mut own = Counts::default();
+        let null = plan(edits, &mut own);
+        counts.merge(&own);
         let text = m.text.len()..m.text.len() + s.len();
         m.text.push_str(s);
         let start = m.edits.len();
         m.edits.extend_from_slice(&edits[before..]);
         let counts_start = m.counts.len();
         m.counts.extend(own.iter());
-        let slot = Slot {
+        m.slots[h as usize % SLOTS] = Slot {
             walk: m.walk,
             hash: h,
             text,
@@ -175,9 +145,8 @@ pub(crate) fn plan_once(
             edits: start..m.edits.len(),
             counts: counts_start..m.counts.len(),
         };
-        m.slots[h as usize % SLOTS] = slot;
-    });
-    null
+        null
+    }
 }
 
 #[cfg(test)]
