@@ -113,6 +113,7 @@ impl Entity {
 
     /// Position in `BUILTIN`, `None` for custom rules (a match, not a
     /// search: this runs once per masked value).
+    #[inline]
     pub(crate) fn index(&self) -> Option<usize> {
         Some(match self {
             Entity::Ssn => 0,
@@ -169,6 +170,7 @@ pub struct Counts {
 }
 
 impl Counts {
+    #[inline]
     pub fn add(&mut self, entity: &Entity, n: u64) {
         match entity.index() {
             Some(i) => self.builtin[i] += n,

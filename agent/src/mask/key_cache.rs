@@ -109,15 +109,20 @@ fn packed(key: &str) -> Option<u128> {
     let n = b.len();
     // Loads that may overlap, shifted so each byte lands at its own offset
     // once (no copy into a buffer).
-    let load = |at: usize, len: usize| -> u64 {
-        let mut w = 0u64;
-        for (k, &c) in b[at..at + len].iter().enumerate() {
-            w |= u64::from(c) << (8 * k);
-        }
-        w
-    };
     let (lo, hi) = match n {
-        0..=7 => (load(0, n), 0),
+        0 => (0, 0),
+        // bytes 0, n/2 and n-1 are every byte of a key this short
+        1..=3 => (
+            u64::from(b[0])
+                | u64::from(b[n / 2]) << (8 * (n / 2))
+                | u64::from(b[n - 1]) << (8 * (n - 1)),
+            0,
+        ),
+        4..=7 => {
+            let first = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+            let last = u32::from_le_bytes(b[n - 4..].try_into().expect("4 bytes"));
+            (u64::from(first) | u64::from(last) << (8 * (n - 4)), 0)
+        }
         8..=15 => {
             let lo = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
             let last = u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes"));

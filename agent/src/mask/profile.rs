@@ -108,6 +108,7 @@ impl Profile {
         }
     }
 
+    #[inline]
     pub fn is_enabled(&self, entity: &Entity) -> bool {
         match entity.index() {
             Some(i) => self.enabled[i],
@@ -115,6 +116,7 @@ impl Profile {
         }
     }
 
+    #[inline]
     pub fn action(&self, entity: &Entity) -> Action {
         match entity.index() {
             Some(i) => self.actions[i],
