@@ -40,6 +40,16 @@ impl Setup {
         endpoint_lines: &[&str],
         prepare: impl FnOnce(&Agent),
     ) -> Setup {
+        Self::configured(server_flags, endpoint_lines, "", prepare)
+    }
+
+    /// [`prepared`](Self::prepared), with `toml` added to the agent's config.
+    fn configured(
+        server_flags: &[&str],
+        endpoint_lines: &[&str],
+        toml: &str,
+        prepare: impl FnOnce(&Agent),
+    ) -> Setup {
         let cg = TestCgroup::new();
         let ns = NetNs::new();
         let pki = TestPki::new(ns.peer_v4().into());
@@ -59,6 +69,7 @@ impl Setup {
                 "[credential.srv]\nkind = \"bearer\"\nfile = {:?}\n",
                 token_file.display().to_string()
             ))
+            .toml(toml)
             .build();
         prepare(&agent);
         agent.start();
@@ -120,6 +131,25 @@ impl Setup {
                 "{s}"
             );
             assert!(s["x_api_key"].is_null() && s["cookie"].is_null(), "{s}");
+        }
+    }
+
+    /// Nothing the agent wrote (audit, index, log, state) holds an
+    /// identifier of the synthetic patients.
+    fn assert_no_phi_written(&self, what: &str) {
+        let mut files = Vec::new();
+        walk(self.agent.dir(), &mut files);
+        for f in &files {
+            let Ok(bytes) = std::fs::read(f) else {
+                continue;
+            };
+            for phi in PHI {
+                assert!(
+                    memfind(&bytes, phi.as_bytes()).is_none(),
+                    "{what}: {} holds {phi:?}",
+                    f.display()
+                );
+            }
         }
     }
 
@@ -603,20 +633,56 @@ fn patient_records_reach_neither_the_client_nor_the_audit() {
             "{arg}"
         );
         // nothing the agent wrote holds an identifier: audit segments, index, log, state
-        let mut files = Vec::new();
-        walk(s.agent.dir(), &mut files);
-        for f in &files {
-            let Ok(bytes) = std::fs::read(f) else {
-                continue;
-            };
-            for phi in PHI {
-                assert!(
-                    memfind(&bytes, phi.as_bytes()).is_none(),
-                    "{flags:?}: {} holds {phi:?}",
-                    f.display()
-                );
-            }
+        s.assert_no_phi_written(&format!("{flags:?}"));
+    }
+}
+
+#[test]
+fn patient_results_over_max_bytes_stream_masked_from_the_sdk_server() {
+    // SSE responses (the SDK's default: one event per result), then JSON bodies
+    for flags in [&[][..], &["--json-response"][..]] {
+        let s = Setup::configured(
+            flags,
+            &["mask = \"streaming\""],
+            "[mask.streaming]\nmax_bytes = 600\noversize = \"stream\"\n",
+            |_| {},
+        );
+        let via = ClientRun {
+            sdk: "mcp2",
+            url: s.url("https", "/mcp"),
+            token: LEFTOVER,
+            ca_file: &s.agent_ca,
+            era: "handshake",
+            transport: "streamable-http",
+            calls: PATIENT_CALLS,
         }
+        .run(Some(&s.cg));
+        let text = via.to_string();
+        for phi in PHI {
+            assert!(
+                !text.contains(phi),
+                "{flags:?}: {phi:?} reached the client: {text}"
+            );
+        }
+        for kept in ["E11.9", "I10", "Hello from the test EHR.", "1984"] {
+            assert!(text.contains(kept), "{flags:?}: {kept:?} was lost: {text}");
+        }
+        let records = s.agent.wait_records("the streamed patients response", |r| {
+            r.iter()
+                .any(|r| r["kind"] == "response" && r["tool"] == "patients")
+        });
+        let rows = records
+            .iter()
+            .find(|r| r["kind"] == "response" && r["tool"] == "patients")
+            .unwrap();
+        assert!(
+            rows["payload_omitted"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("streamed")),
+            "{flags:?}: {rows}"
+        );
+        assert!(rows["masked"]["ssn"].as_u64() >= Some(2), "{rows}");
+        s.assert_no_phi_written(&format!("{flags:?}"));
     }
 }
 
