@@ -763,9 +763,9 @@ impl Connection {
         (result, streamed)
     }
 
-    /// The record of a message masked as it streamed: the response's
-    /// request found by the message's top-level id, what was masked, the
-    /// digest of what was sent; not its payload.
+    /// The record of a message masked as it streamed: of its kind (its
+    /// top-level `method` and `id`; a response is matched to its request),
+    /// what was masked, the digest of what was sent; not its payload.
     fn record_streamed(
         &self,
         masking: &StreamMasker<'_>,
