@@ -229,17 +229,23 @@ pub struct SseParser {
     failed: Option<SseError>,
     /// Data past this many bytes is yielded as it arrives (`Spill`).
     spill_over: Option<usize>,
-    /// The pending event is spilling: its data so far has been yielded.
-    spilling: bool,
+    /// The pending event is spilling: its start and data so far have been
+    /// yielded.
+    spilling: Option<Spilling>,
     /// The line being received is a spilling `data:` line: its bytes are
     /// yielded, not held.
     spilling_line: bool,
-    /// Comments read inside a spilling event, yielded after its end (its
-    /// `data:` line is open until then).
-    held_comments: Vec<String>,
-    /// The id read before a spilling event's data (it went out with its
-    /// start), for `last_event_id`.
-    spill_id: Option<String>,
+}
+
+/// What a spilling event holds back until its end.
+#[derive(Default)]
+struct Spilling {
+    /// The id read before its data (it went out with its start), for
+    /// `last_event_id`.
+    id: Option<String>,
+    /// Comments read inside it, yielded after its end (its `data:` line is
+    /// open until then).
+    comments: Vec<String>,
 }
 
 impl fmt::Debug for SseParser {
@@ -279,10 +285,8 @@ impl SseParser {
             last_event_id: String::new(),
             failed: None,
             spill_over: None,
-            spilling: false,
+            spilling: None,
             spilling_line: false,
-            held_comments: Vec::new(),
-            spill_id: None,
         }
     }
 
@@ -380,25 +384,27 @@ impl SseParser {
     /// spill size: the event's start and data so far are yielded, and the
     /// rest of the line will be as it comes.
     fn spill_line(&mut self, items: &mut Vec<SseItem>) {
-        let value = data_value(&self.line).to_vec();
+        let value = split_field(&self.line).1.to_vec();
         self.line.clear();
-        self.start_spill(items);
+        self.open_data_line(items);
         items.push(SseItem::Spill(Spill::Data(value)));
         self.spilling_line = true;
     }
 
-    /// Yields the pending event's start, and its data when it has some,
-    /// unless it is spilling already; then the separator a further data
-    /// line needs.
-    fn start_spill(&mut self, items: &mut Vec<SseItem>) {
-        if self.spilling {
+    /// What goes before a further data line of a spilling event: the
+    /// first time, the event's start and its data so far; after that, the
+    /// line break between its data lines.
+    fn open_data_line(&mut self, items: &mut Vec<SseItem>) {
+        if self.spilling.is_some() {
             items.push(SseItem::Spill(Spill::Data(b"\n".to_vec())));
             return;
         }
-        self.spilling = true;
         let data = self.pending.data.take();
         let start = std::mem::take(&mut self.pending);
-        self.spill_id.clone_from(&start.id);
+        self.spilling = Some(Spilling {
+            id: start.id.clone(),
+            comments: Vec::new(),
+        });
         self.pending_bytes = 0;
         items.push(SseItem::Spill(Spill::Start(start)));
         if let Some(data) = data {
@@ -417,16 +423,18 @@ impl SseParser {
             self.dispatch(items);
         } else if let Some(comment) = line.strip_prefix(b":") {
             let comment = String::from_utf8_lossy(comment).into_owned();
-            if self.spilling {
-                self.pending_bytes += line.len();
-                self.held_comments.push(comment);
-            } else {
-                items.push(SseItem::Comment(comment));
+            match &mut self.spilling {
+                Some(spilling) => {
+                    self.pending_bytes += line.len();
+                    spilling.comments.push(comment);
+                }
+                None => items.push(SseItem::Comment(comment)),
             }
-        } else if self.spilling && is_data(&line) {
+        } else if self.spilling.is_some() && split_field(&line).0 == b"data" {
             // a spilling event's further data lines go out as they are read
-            self.start_spill(items);
-            items.push(SseItem::Spill(Spill::Data(data_value(&line).to_vec())));
+            self.open_data_line(items);
+            let value = split_field(&line).1.to_vec();
+            items.push(SseItem::Spill(Spill::Data(value)));
         } else {
             self.pending_bytes += line.len();
             self.apply_field(&line);
@@ -437,13 +445,7 @@ impl SseParser {
     }
 
     fn apply_field(&mut self, line: &[u8]) {
-        let (name, value) = match memchr::memchr(b':', line) {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-            None => (line, &b""[..]),
-        };
+        let (name, value) = split_field(line);
         let value = String::from_utf8_lossy(value);
         match name {
             b"event" => self.pending.event = Some(value.into_owned()),
@@ -468,27 +470,28 @@ impl SseParser {
     fn dispatch(&mut self, items: &mut Vec<SseItem>) {
         let event = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let spilled_id = self.spill_id.take();
-        if let Some(id) = event.id.as_ref().or(spilled_id.as_ref()) {
+        let spilled = self.spilling.take();
+        let spilled_id = spilled.as_ref().and_then(|s| s.id.as_ref());
+        if let Some(id) = event.id.as_ref().or(spilled_id) {
             self.last_event_id.clone_from(id);
         }
-        if std::mem::take(&mut self.spilling) {
+        if let Some(spilled) = spilled {
             items.push(SseItem::Spill(Spill::End(event)));
-            items.extend(self.held_comments.drain(..).map(SseItem::Comment));
+            items.extend(spilled.comments.into_iter().map(SseItem::Comment));
         } else if event != SseEvent::default() {
             items.push(SseItem::Event(event));
         }
     }
 }
 
-/// A `data` field line (`data:…`, or `data` alone).
-fn is_data(line: &[u8]) -> bool {
-    line == b"data" || line.starts_with(b"data:")
-}
-
-/// A data line's value: after `data:` and the one space that may follow.
-fn data_value(line: &[u8]) -> &[u8] {
-    let value = line.strip_prefix(b"data").unwrap_or(line);
-    let value = value.strip_prefix(b":").unwrap_or(value);
-    value.strip_prefix(b" ").unwrap_or(value)
+/// A field line's name and value: the value after the first colon and the
+/// one space that may follow it; a line without a colon is a name alone.
+fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b':', line) {
+        Some(colon) => {
+            let value = &line[colon + 1..];
+            (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+        }
+        None => (line, &b""[..]),
+    }
 }

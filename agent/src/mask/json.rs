@@ -359,11 +359,22 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         let Some(content) = self.plain_string() else {
             return false;
         };
-        if !applies(entity, &self.s[content.clone()]) {
+        let end = content.end + self.quote_len();
+        let s = self.s;
+        if !self.star_whole(entity, content.clone(), &s[content]) {
+            return false;
+        }
+        self.pos = end;
+        true
+    }
+
+    /// A value under a key rule that redacts: one run of stars over its
+    /// encoded `content`, when the rule applies to its `decoded` text.
+    fn star_whole(&mut self, entity: &Entity, content: Range<usize>, decoded: &str) -> bool {
+        if !applies(entity, decoded) {
             return false;
         }
         self.counts.add(entity, 1);
-        self.pos = content.end + self.quote_len();
         self.edits.push(Edit::stars(content));
         true
     }
@@ -763,11 +774,8 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         // over the encoded bytes, which is what the general path plans.
         if let Some(entity) = rule
             && self.m.profile.action(entity) == Action::Redact
-            && applies(entity, &tok.decoded)
+            && self.star_whole(entity, tok.content_start()..tok.content_end(), &tok.decoded)
         {
-            self.counts.add(entity, 1);
-            self.edits
-                .push(Edit::stars(tok.content_start()..tok.content_end()));
             return;
         }
         let ctx = StrCtx {
@@ -926,16 +934,15 @@ fn string_error(b: &[u8], start: usize) -> JsonError {
 
 /// The length of the run from `i` up to the first `"`, `\\` or control
 /// byte (which ends or breaks a JSON string); `None` when there is none.
-/// Eight bytes at a time while the run is short (most keys and values),
-/// by memchr after.
+/// 16 bytes at a time over the first 64 (most keys and values), by memchr
+/// after.
 fn plain_run(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i;
     let short = b.len().min(i + 64);
     while j + 16 <= short {
         let block: &[u8; 16] = b[j..j + 16].try_into().expect("16 bytes");
-        let stop = stops(block);
-        if stop != 0 {
-            return Some(j - i + stop.trailing_zeros() as usize);
+        if let Some(k) = first_stop(block) {
+            return Some(j - i + k);
         }
         j += 16;
     }
@@ -975,11 +982,11 @@ fn long_run(b: &[u8], i: usize, mut j: usize, short: usize) -> Option<usize> {
     (j + k < b.len()).then_some(j - i + k)
 }
 
-/// One bit per byte of `block` that ends or breaks a plain run (a quote, a
-/// backslash or a control byte).
+/// Where in `block` the first byte that ends or breaks a plain run (a
+/// quote, a backslash or a control byte) is.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn stops(block: &[u8; 16]) -> u32 {
+fn first_stop(block: &[u8; 16]) -> Option<usize> {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
@@ -987,24 +994,41 @@ fn stops(block: &[u8; 16]) -> u32 {
     // SAFETY: SSE2 is part of the x86-64 baseline (so these intrinsics are
     // always available), and the load reads the 16 bytes of `block`
     // (unaligned loads are allowed).
-    unsafe {
+    let mask = unsafe {
         let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
         let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
         // c <= 0x1f exactly when min(c, 0x1f) == c
         let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
         _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, slash), control)) as u32
-    }
+    };
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn stops(block: &[u8; 16]) -> u32 {
-    let mut mask = 0u32;
-    for (k, &c) in block.iter().enumerate() {
-        mask |= u32::from(c == b'"' || c == b'\\' || c < 0x20) << k;
-    }
-    mask
+fn first_stop(block: &[u8; 16]) -> Option<usize> {
+    first_stop_by_words(block)
+}
+
+/// [`first_stop`] without vector instructions: eight bytes at a time. The
+/// high bit of each byte that is zero after the xor (a quote or backslash)
+/// or below 0x20 is set: exact for the lowest such byte, which is all that
+/// is read.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn first_stop_by_words(block: &[u8; 16]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    block.chunks_exact(8).enumerate().find_map(|(half, w)| {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let slash = w ^ (ONES * u64::from(b'\\'));
+        let stop = ((quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (w.wrapping_sub(ONES * 0x20) & !w))
+            & HIGH;
+        (stop != 0).then(|| half * 8 + (stop.trailing_zeros() / 8) as usize)
+    })
 }
 
 /// A control character (which JSON strings must escape) in `seg`; a fold
@@ -1077,6 +1101,13 @@ mod tests {
                     }
                     for i in 0..len.min(9) {
                         assert_eq!(plain_run(&b, i), naive(&b, i), "{b:?} from {i}");
+                    }
+                    // the scan without vector instructions (other targets)
+                    if len >= 16 {
+                        let block: &[u8; 16] = b[..16].try_into().unwrap();
+                        let first = naive(block, 0);
+                        assert_eq!(first_stop_by_words(block), first, "{b:?}");
+                        assert_eq!(first_stop(block), first, "{b:?}");
                     }
                 }
             }

@@ -56,8 +56,8 @@ const SLOTS: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct KeyCache<'a> {
-    /// Open addressing over packed keys; 0 marks a free slot (only the
-    /// empty key packs to 0, and it goes to `long`).
+    /// Open addressing over packed keys; 0 marks a free slot (a packed key
+    /// holds its length, at least 1).
     packed: Vec<(u128, KeyInfo<'a>)>,
     in_packed: usize,
     long: FastMap<Box<str>, KeyInfo<'a>>,
@@ -65,7 +65,7 @@ pub(crate) struct KeyCache<'a> {
 
 impl<'a> KeyCache<'a> {
     pub fn get(&mut self, m: &'a Masker, key: &str) -> KeyInfo<'a> {
-        let Some(k) = packed(key).filter(|&k| k != 0) else {
+        let Some(k) = packed(key) else {
             return self.get_long(m, key);
         };
         if self.packed.is_empty() {
@@ -102,15 +102,14 @@ impl<'a> KeyCache<'a> {
     }
 }
 
-/// A key of at most 15 bytes as one integer: its bytes, then its length in
-/// the top byte (so `"a"` and `"a\u0000"` stay apart).
+/// A key of 1 to 15 bytes as one integer: its bytes, then its length in the
+/// top byte (so `"a"` and `"a\u0000"` stay apart).
 fn packed(key: &str) -> Option<u128> {
     let b = key.as_bytes();
     let n = b.len();
     // Loads that may overlap, shifted so each byte lands at its own offset
     // once (no copy into a buffer).
     let (lo, hi) = match n {
-        0 => (0, 0),
         // bytes 0, n/2 and n-1 are every byte of a key this short
         1..=3 => (
             u64::from(b[0])
@@ -129,6 +128,7 @@ fn packed(key: &str) -> Option<u128> {
             // the last n - 8 bytes of `last` are bytes 8..n
             (lo, last.checked_shr(8 * (16 - n) as u32).unwrap_or(0))
         }
+        // the empty key and longer ones go to the map
         _ => return None,
     };
     Some(u128::from(lo) | u128::from(hi) << 64 | (n as u128) << 120)
@@ -150,7 +150,8 @@ mod tests {
         assert_eq!(packed("sixteen-bytes!!!"), None);
         // every length packs to its bytes, zero-padded, and its length
         let text = "abcdefghijklmno";
-        for n in 0..=15 {
+        assert_eq!(packed(""), None);
+        for n in 1..=15 {
             let mut want = [0u8; 16];
             want[..n].copy_from_slice(&text.as_bytes()[..n]);
             want[15] = n as u8;

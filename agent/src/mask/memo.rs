@@ -47,7 +47,7 @@ struct Slot {
 /// The plans of one walk. Slots of earlier walks (another generation) are
 /// empty, so a memo is reused without clearing its slots.
 #[derive(Default)]
-pub(crate) struct Memo {
+struct Memo {
     /// This walk's generation; slots of other generations are empty.
     walk: u64,
     slots: Vec<Slot>,
@@ -67,13 +67,10 @@ thread_local! {
 #[derive(Default)]
 pub(crate) struct MemoGuard(Option<Memo>);
 
-/// The memo for a new top-level walk.
+/// The memo for a new walk.
 pub(crate) fn checkout() -> MemoGuard {
     let mut memo = SPARE.with_borrow_mut(Vec::pop).unwrap_or_default();
     memo.walk = memo.walk.wrapping_add(1).max(1);
-    memo.text.clear();
-    memo.edits.clear();
-    memo.counts.clear();
     if memo.slots.is_empty() {
         memo.slots = vec![Slot::default(); SLOTS];
     }
@@ -82,7 +79,11 @@ pub(crate) fn checkout() -> MemoGuard {
 
 impl Drop for MemoGuard {
     fn drop(&mut self) {
-        if let Some(memo) = self.0.take() {
+        if let Some(mut memo) = self.0.take() {
+            // forgotten when the walk ends (the buffers are reused as they are)
+            memo.text.clear();
+            memo.edits.clear();
+            memo.counts.clear();
             SPARE.with_borrow_mut(|spare| spare.push(memo));
         }
     }

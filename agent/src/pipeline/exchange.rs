@@ -711,8 +711,8 @@ impl Connection {
         let mut wire = BytesMut::with_capacity(PIECE + 4096);
         client.encode(&mut wire);
         let mut encoder = BodyEncoder::new(BodyFraming::Chunked);
-        let mut hash = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        let (mut received, mut sent) = (read as u64, 0u64);
+        let mut tally = StreamTally::default();
+        tally.received(read);
         let mut piece = first;
         let result = loop {
             let out = match piece {
@@ -720,8 +720,7 @@ impl Connection {
                 Err(e) => break Err(format!("streamed masking: {e}")),
             };
             if !out.is_empty() {
-                hash.update(&out);
-                sent += out.len() as u64;
+                tally.sent(&out);
                 if let Err(e) = encoder.encode_chunk(&out, &mut wire) {
                     break Err(format!("event stream: {}", e.reason()));
                 }
@@ -732,13 +731,12 @@ impl Connection {
             wire.clear();
             piece = match next_event(&mut conn.io, &mut conn.buf, &mut conn.decoder).await {
                 Ok(Some(Event::BodyChunk(chunk))) => {
-                    received += chunk.len() as u64;
+                    tally.received(chunk.len());
                     masking.feed(&chunk)
                 }
                 Ok(Some(Event::End(_))) => match masking.finish() {
                     Ok(last) => {
-                        hash.update(&last);
-                        sent += last.len() as u64;
+                        tally.sent(&last);
                         let ended = encoder
                             .encode_chunk(&last, &mut wire)
                             .and_then(|()| encoder.encode_end(&Headers::new(), &mut wire));
@@ -755,12 +753,7 @@ impl Connection {
                 Err(e) => break Err(format!("upstream body: {e}")),
             };
         };
-        let streamed = Streamed {
-            received,
-            sent,
-            digest: hash.finish(),
-        };
-        (result, streamed)
+        (result, tally.done())
     }
 
     /// The record of a message masked as it streamed: of its kind (its
@@ -960,7 +953,13 @@ impl Connection {
                 Ok(()) => "the event stream ended inside a streamed event".to_string(),
                 Err(e) => format!("the event stream failed inside a streamed event: {e}"),
             };
-            self.record_streamed(&event.masking, event.done(), state, &view, Some(&reason));
+            self.record_streamed(
+                &event.masking,
+                event.tally.done(),
+                state,
+                &view,
+                Some(&reason),
+            );
         }
         result
     }
@@ -1054,13 +1053,16 @@ impl Connection {
         view: &SessionView,
     ) -> Result<Vec<SseItem>, String> {
         if let Spill::Start(fields) = part {
-            *spilling = Some(SpillingEvent::new(masker));
+            *spilling = Some(SpillingEvent {
+                masking: StreamMasker::new(masker),
+                tally: StreamTally::default(),
+            });
             return Ok(vec![SseItem::Spill(Spill::Start(fields))]);
         }
         let event = spilling.as_mut().expect("a spill starts with its Start");
         let masked = match &part {
             Spill::Data(data) => {
-                event.received += data.len() as u64;
+                event.tally.received(data.len());
                 event.masking.feed(data)
             }
             _ => event.masking.finish(),
@@ -1070,16 +1072,21 @@ impl Connection {
             Err(e) => {
                 let reason = format!("streamed masking of an event: {e}");
                 let event = spilling.take().expect("checked");
-                self.record_streamed(&event.masking, event.done(), state, view, Some(&reason));
+                self.record_streamed(
+                    &event.masking,
+                    event.tally.done(),
+                    state,
+                    view,
+                    Some(&reason),
+                );
                 return Err(reason);
             }
         };
-        event.hash.update(&masked);
-        event.sent += masked.len() as u64;
+        event.tally.sent(&masked);
         let mut out = vec![SseItem::Spill(Spill::Data(masked.to_vec()))];
         if let Spill::End(fields) = part {
             let event = spilling.take().expect("checked");
-            self.record_streamed(&event.masking, event.done(), state, view, None);
+            self.record_streamed(&event.masking, event.tally.done(), state, view, None);
             out.push(SseItem::Spill(Spill::End(fields)));
         }
         Ok(out)
@@ -1430,22 +1437,32 @@ struct Streamed {
     digest: aws_lc_rs::digest::Digest,
 }
 
-/// An SSE event over the masking limit, being masked as it arrives.
-struct SpillingEvent<'m> {
-    masking: StreamMasker<'m>,
-    hash: aws_lc_rs::digest::Context,
+/// The bytes of a message masked as it streams: how many came, how many
+/// went, and the digest of what went.
+struct StreamTally {
     received: u64,
     sent: u64,
+    hash: aws_lc_rs::digest::Context,
 }
 
-impl<'m> SpillingEvent<'m> {
-    fn new(masker: &'m crate::mask::Masker) -> Self {
-        SpillingEvent {
-            masking: StreamMasker::new(masker),
-            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+impl Default for StreamTally {
+    fn default() -> Self {
+        StreamTally {
             received: 0,
             sent: 0,
+            hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
         }
+    }
+}
+
+impl StreamTally {
+    fn received(&mut self, n: usize) {
+        self.received += n as u64;
+    }
+
+    fn sent(&mut self, bytes: &[u8]) {
+        self.hash.update(bytes);
+        self.sent += bytes.len() as u64;
     }
 
     fn done(&self) -> Streamed {
@@ -1455,6 +1472,12 @@ impl<'m> SpillingEvent<'m> {
             digest: self.hash.clone().finish(),
         }
     }
+}
+
+/// An SSE event over the masking limit, being masked as it arrives.
+struct SpillingEvent<'m> {
+    masking: StreamMasker<'m>,
+    tally: StreamTally,
 }
 
 fn too_large_reason(too: &masking::TooLarge) -> String {

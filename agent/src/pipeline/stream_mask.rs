@@ -475,7 +475,7 @@ impl<'m> TextStreamMasker<'m> {
     /// Masks the next chunk; returns what can be sent now.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Bytes, String> {
         self.held.extend_from_slice(chunk);
-        let mut out = Vec::with_capacity(self.held.len());
+        let mut out = Vec::new();
         while self.held.len() > self.piece {
             let cut = text_piece_end(&self.held, self.piece);
             self.mask_piece(cut, &mut out)?;
