@@ -101,6 +101,7 @@ impl MemoGuard {
     /// Plans `s` with `plan` (which pushes edits, adds counts and says
     /// whether the value becomes `null`), or repeats the plan made for the
     /// same string in the same context earlier in this walk.
+    #[inline]
     pub(crate) fn plan_once(
         &mut self,
         s: &str,

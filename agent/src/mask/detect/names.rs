@@ -1,8 +1,8 @@
 //! Person names in free text: runs of capitalised words judged by the given-
 //! and family-name dictionaries shipped in `data/` and by the words around
-//! them (`Dr.`, `Patient:`, `daughter`), so that names outside the
-//! dictionaries are found in context and dictionary names that are also
-//! English words (`Will`, `Rose`, `Brown`) are not taken alone.
+//! them (`Dr.`, `Patient:`, `daughter` before, `denies` after), so that
+//! names outside the dictionaries are found in context and dictionary names
+//! that are also English words (`Will`, `Rose`, `Brown`) are not taken alone.
 
 use std::ops::Range;
 use std::sync::LazyLock;
@@ -94,6 +94,27 @@ const WEAK_CUES: &[&str] = &[
     "named",
     "for",
 ];
+/// Words right after a capitalised word that make it a name unless it is a
+/// stop word: how notes speak of someone by name (`Okafor denies pain`).
+const RIGHT_CUES: &[&str] = &[
+    "reports",
+    "reported",
+    "states",
+    "stated",
+    "denies",
+    "denied",
+    "endorses",
+    "endorsed",
+    "complains",
+    "complained",
+    "admits",
+    "describes",
+    "says",
+    "said",
+    "agrees",
+    "declines",
+    "declined",
+];
 /// Capitalised words that are never part of a name: function words, clinical
 /// headings, degrees, institutions, weekdays, street and place words.
 const STOP: &str = "a an and or but if in on at of for to from with by as is was were are be been has had have he \
@@ -118,7 +139,11 @@ const STOP: &str = "a an and or but if in on at of for to from with by as is was
     family practice pharmacy laboratory imaging nursing record records chart summary report letter form \
     mac ip url dea npi mbi vin iban mrn dob ssn email fax tel id no ok na n/a unknown none other self \
     work home mobile cell office main billing mailing primary emergency contact insurance plan member group \
-    policy account device serial plate license pump monitor catheter tablet capsule";
+    policy account device serial plate license pump monitor catheter tablet capsule \
+    staff mom dad parent parents caregiver caregivers guardian grandmother grandfather everyone someone nobody \
+    ems pcp pathology operative consult consultation prior previous outside old recent earlier initial final \
+    preliminary daily weekly monthly then also however now later again overall currently recently finally \
+    additionally otherwise";
 
 #[derive(Default, Clone, Copy)]
 struct Flags {
@@ -131,6 +156,7 @@ struct Flags {
     title: bool,
     strong_cue: bool,
     weak_cue: bool,
+    right_cue: bool,
 }
 
 impl Flags {
@@ -164,6 +190,7 @@ static LEXICON: LazyLock<FastMap<Key, Flags>> = LazyLock::new(|| {
     mark(&mut TITLES.iter().copied(), |f| f.title = true);
     mark(&mut STRONG_CUES.iter().copied(), |f| f.strong_cue = true);
     mark(&mut WEAK_CUES.iter().copied(), |f| f.weak_cue = true);
+    mark(&mut RIGHT_CUES.iter().copied(), |f| f.right_cue = true);
     map
 });
 
@@ -263,6 +290,24 @@ fn name_word(w: &Word) -> bool {
     w.capitalised && !w.in_code && !w.flags.stop && !w.flags.title
 }
 
+/// A capitalised stop word that the dictionaries also hold as a name (`Ed`,
+/// `Echo`, `New`, `Lane`): part of a name only after a cue or title
+/// (`Dr. New`, `Patient: Echo Atchison`, `with Madonna Fort`).
+fn stop_name(w: &Word) -> bool {
+    w.capitalised
+        && !w.in_code
+        && !w.flags.title
+        && w.flags.stop
+        && (w.flags.given || w.flags.family)
+}
+
+/// Holds a lower-case letter: a name known only from the verb after it is
+/// written `Okafor` or `McNeil`, while capitals alone are mostly acronyms
+/// (`EMS reports`).
+fn has_lower(word: &str) -> bool {
+    word.chars().any(char::is_lowercase)
+}
+
 /// A single capital followed by a dot: a middle initial.
 fn initial(text: &str, w: &Range<usize>) -> bool {
     w.len() == 1
@@ -302,7 +347,7 @@ pub(crate) fn find(text: &str, words: &[Range<usize>], described: &mut Vec<Word>
     let mut k = 0;
     while k < words.len() {
         // Most words cannot start a name: skip them without the full judge.
-        if !name_word(&described[k]) {
+        if !name_word(&described[k]) && !stop_name(&described[k]) {
             k += 1;
             continue;
         }
@@ -325,7 +370,24 @@ fn name_at(
     ws: &[Word],
     k: usize,
 ) -> Result<(usize, Range<usize>), usize> {
-    if !name_word(&ws[k]) {
+    // The word before the run, and what stands between them.
+    let cue = k
+        .checked_sub(1)
+        .filter(|&p| cue_gap(&text[words[p].end..words[k].start]))
+        .map(|p| {
+            if ws[p].capitalised {
+                ws[p].flags
+            } else {
+                flags(&text[words[p].clone()])
+            }
+        });
+    let titled = cue.is_some_and(|c| c.title);
+    let strong_cue = cue.is_some_and(|c| c.strong_cue);
+    let weak_cue = cue.is_some_and(|c| c.weak_cue);
+    // After a cue, a stop word the dictionaries hold may be part of the name.
+    let cued = titled || strong_cue || weak_cue;
+    let part = |w: &Word| name_word(w) || (cued && stop_name(w));
+    if !part(&ws[k]) {
         return Err(k + 1);
     }
     // The run of capitalised words from k (at most four).
@@ -333,11 +395,16 @@ fn name_at(
     while last + 1 < words.len()
         && last - k < 3
         && joins(text, &words[last], &words[last + 1])
-        && name_word(&ws[last + 1])
+        && part(&ws[last + 1])
     {
         last += 1;
     }
     let run = &ws[k..=last];
+    // ...and then only beside a name word that is nothing else, unless a
+    // title says so (`Dr. New`; not `with North Dakota`).
+    if run.iter().any(stop_name) && !titled && !run.iter().any(|w| w.flags.strong()) {
+        return Err(last + 1);
+    }
     let first = run[0].flags;
     let many = run.len() >= 2;
     // `St. John's Wort`, `Bell's Palsy`: a possessive inside the run, or a
@@ -356,20 +423,15 @@ fn name_at(
     // name devices and formulas unless a given name or a cue says otherwise.
     let hyphens_only = many && (k..last).all(|i| &text[words[i].end..words[i + 1].start] == "-");
 
-    // The word before the run, and what stands between them.
-    let cue = k
-        .checked_sub(1)
-        .filter(|&p| cue_gap(&text[words[p].end..words[k].start]))
-        .map(|p| {
-            if ws[p].capitalised {
-                ws[p].flags
-            } else {
-                flags(&text[words[p].clone()])
-            }
-        });
-    let titled = cue.is_some_and(|c| c.title);
-    let strong_cue = cue.is_some_and(|c| c.strong_cue);
-    let weak_cue = cue.is_some_and(|c| c.weak_cue);
+    // The verb right after the run (`Okafor denies`), for a run that looks
+    // like a name.
+    let right_cue = || {
+        words.get(last + 1).is_some_and(|v| {
+            &text[words[last].end..v.start] == " "
+                && flags(&text[v.clone()]).right_cue
+                && (k..=last).all(|i| has_lower(&text[words[i].clone()]))
+        })
+    };
     let unknown_pair = many
         && run
             .iter()
@@ -377,7 +439,7 @@ fn name_at(
 
     let accept = if titled {
         true
-    } else if strong_cue {
+    } else if strong_cue || right_cue() {
         !first.common || run.iter().any(|w| w.flags.in_dictionary())
     } else if weak_cue && !hyphens_only {
         run.iter().any(|w| w.flags.in_dictionary()) || unknown_pair
@@ -517,6 +579,41 @@ mod tests {
         assert_eq!(key("abcdefghijklmnopq"), None, "longer than any list word");
         assert_eq!(key("山田"), None);
         assert!(flags("Garcia's").family);
+    }
+
+    #[test]
+    fn names_before_a_reporting_verb() {
+        assert_eq!(names("Zelphine denies chest pain."), ["Zelphine"]);
+        assert_eq!(names("Then Okonkwo states she slept well"), ["Okonkwo"]);
+        assert_eq!(names("Paris reports less pain."), ["Paris"]);
+        assert_eq!(names("Quorin Vaszt endorses fatigue."), ["Quorin Vaszt"]);
+        // the verb must follow the word directly, and the word look like a name
+        assert!(names("Zelphine, who denies pain").is_empty());
+        assert!(names("EMS reports a fall at home.").is_empty());
+        for not_a_name in [
+            "She reports pain.",
+            "Patient reports pain.",
+            "Staff reports no issues overnight.",
+            "Pathology reports reviewed.",
+            "Prior reports were normal.",
+            "Nursing reports good intake.",
+        ] {
+            assert!(names(not_a_name).is_empty(), "{not_a_name}");
+        }
+    }
+
+    #[test]
+    fn stop_words_that_are_names_after_a_cue() {
+        assert_eq!(names("seen by Dr. New today"), ["New"]);
+        assert_eq!(names("Patient: Echo Atchison"), ["Echo Atchison"]);
+        assert_eq!(names("her daughter Ed Witcher will drive"), ["Ed Witcher"]);
+        assert_eq!(names("Spoke with Madonna Fort by phone."), ["Madonna Fort"]);
+        assert_eq!(names("Patient Shiela New presents"), ["Shiela New"]);
+        // without a cue, or without a name word beside it, a stop word stays one
+        assert_eq!(names("Echo Atchison"), ["Atchison"]);
+        assert!(names("Moved with North Dakota Medicaid").is_empty());
+        assert!(names("Patient: New referral").is_empty());
+        assert!(names("New patient visit. Echo normal.").is_empty());
     }
 
     #[test]
