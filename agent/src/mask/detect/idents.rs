@@ -46,7 +46,11 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
         }
         iban(b, &t, out);
     }
-    labelled(b, out);
+    // A labelled value holds a digit and cues hold none, so no cue starts
+    // after the last digit: the text past it is not searched.
+    if let Some(last) = groups.last() {
+        labelled(&b[..last.end], b, out);
+    }
 }
 
 /// The maximal run of ASCII letters and digits holding `g`.
@@ -222,8 +226,9 @@ fn skip_filler(b: &[u8], mut at: usize) -> usize {
     }
 }
 
-fn labelled(b: &[u8], out: &mut Hits) {
-    for m in CUE_MATCHER.find_iter(b) {
+/// Values after the cues found in `searched`, a prefix of the text `b`.
+fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
+    for m in CUE_MATCHER.find_iter(searched) {
         let (start, end) = (m.start(), m.end());
         let word_start = start == 0 || !b[start - 1].is_ascii_alphanumeric();
         let word_end = b.get(end).is_none_or(|c| !c.is_ascii_alphabetic());
@@ -331,5 +336,15 @@ mod tests {
         );
         assert!(found("MRN pending", Entity::Mrn).is_empty());
         assert!(found("glucose 120 mg/dL 130", Entity::License).is_empty());
+        // the value's last digit ends the text searched for cues; letters
+        // after it still belong to the value, and later cues are not read
+        assert_eq!(
+            found(
+                "Plate 4X and serial AB12CD, licence pending",
+                Entity::Device
+            ),
+            ["AB12CD"]
+        );
+        assert_eq!(found("Plate 4X and serial AB12CD", Entity::Plate), ["4X"]);
     }
 }
