@@ -56,6 +56,7 @@ mod memo;
 mod profile;
 mod pseudonym;
 mod scope;
+mod simd;
 mod tabular;
 mod text;
 mod value;

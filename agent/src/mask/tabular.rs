@@ -8,6 +8,7 @@ use std::ops::Range;
 use super::detect::{Hit, Hits};
 use super::entity::Entity;
 use super::keys::{KeyRules, applies};
+use super::simd;
 
 /// Finds the cells of key-ruled columns. Markdown tables are looked for
 /// first; CSV only when the text has none.
@@ -262,16 +263,10 @@ impl<'a> Scanner<'a> {
         }
         // Up to its first quote (in most lines there is none) a line's
         // fields are what lies between its delimiters: split in one pass.
-        let line_end = memchr::memchr2(b'\n', b'\r', &b[at..]).map_or(b.len(), |i| at + i);
-        let quote = memchr::memchr(b'"', &b[at..line_end]).map(|q| at + q);
-        let mut start = at;
-        for d in memchr::memchr_iter(self.delim, &b[at..quote.unwrap_or(line_end)]) {
-            fields.push(start..at + d);
-            start = at + d + 1;
-        }
-        if quote.is_none() {
-            fields.push(start..line_end);
-            self.pos = (line_end + 1).min(b.len());
+        let (start, stop) = split_to_stop(b, at, self.delim, fields);
+        if b.get(stop) != Some(&b'"') {
+            fields.push(start..stop);
+            self.pos = (stop + 1).min(b.len());
             return true;
         }
         // From the field with the quote on, field by field: a quoted field
@@ -313,6 +308,48 @@ impl<'a> Scanner<'a> {
         }
         memchr::memchr3(self.delim, b'\n', b'\r', &b[at..]).map_or(b.len(), |i| at + i)
     }
+}
+
+/// Pushes the fields from `at` that end at a delimiter before the first
+/// quote or line break into `fields`; returns where the field after them
+/// starts and where that stop is (or the end of `b`). Sixteen bytes at a
+/// time: one pass over the line, whatever number of fields it has.
+fn split_to_stop(
+    b: &[u8],
+    mut at: usize,
+    delim: u8,
+    fields: &mut Vec<Range<usize>>,
+) -> (usize, usize) {
+    let mut start = at;
+    while at + 16 <= b.len() {
+        let block: &[u8; 16] = b[at..at + 16].try_into().expect("16 bytes");
+        let stops = simd::mask_of(block, [b'"', b'\n', b'\r']);
+        let mut delims = simd::mask_of(block, [delim]);
+        if stops != 0 {
+            delims &= (1 << stops.trailing_zeros()) - 1;
+        }
+        while delims != 0 {
+            let d = at + delims.trailing_zeros() as usize;
+            fields.push(start..d);
+            start = d + 1;
+            delims &= delims - 1;
+        }
+        if stops != 0 {
+            return (start, at + stops.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
+    for (i, &c) in b.iter().enumerate().skip(at) {
+        match c {
+            b'"' | b'\n' | b'\r' => return (start, i),
+            _ if c == delim => {
+                fields.push(start..i);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    (start, b.len())
 }
 
 /// Where records come from: [`Scanner`], or csv-core all at once.
@@ -389,7 +426,8 @@ fn csv_with(text: &str, rules: &KeyRules, out: &mut Hits, csv_core: bool) {
         if blank_line_between(text, prev_end, start) {
             break;
         }
-        for (raw, rule) in fields.iter().zip(&cols) {
+        // only the cells of ruled columns are unquoted and judged
+        for (raw, rule) in fields.iter().zip(&cols).filter(|(_, r)| r.is_some()) {
             push_cell(text, unquoted(text, raw.clone()), rule, out);
         }
         prev_end = fields.last().map_or(start, |f| f.end);
@@ -532,7 +570,7 @@ mod tests {
         #[test]
         fn scanner_reads_as_csv_core(
             head in prop::sample::select(&["", "ssn,name,x\n", "name;dob\r\n", "\"ssn\"\tdx\n"][..]),
-            body in r#"[ab ,;\t"\r\n|é]{0,40}"#,
+            body in r#"[ab ,;\t"\r\n|é]{0,80}"#,
         ) {
             let t = format!("{head}{body}");
             for delim in [b',', b'\t', b';'] {
