@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use crate::mask::simd;
+
 /// Maximal runs of ASCII digits, into `out`.
 pub(crate) fn digit_groups(b: &[u8], out: &mut Vec<Range<usize>>) {
     out.extend(digit_runs(b));
@@ -27,15 +29,78 @@ pub(crate) fn digit_runs(b: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 /// kept inside (`O'Brien`, `Parkinson's`), into `words`; and in the same
 /// walk the maximal runs of ASCII digits, into `groups` (what
 /// `digit_groups` finds), so free text is read once for both.
+///
+/// Sixteen bytes of plain ASCII (no apostrophe) at a time are split by
+/// their letter and digit masks; other blocks are read byte by byte.
 pub(crate) fn words_and_digits(
     text: &str,
     words: &mut Vec<Range<usize>>,
     groups: &mut Vec<Range<usize>>,
 ) {
     let b = text.as_bytes();
-    let mut start: Option<usize> = None;
+    // the word and the digit run open where the last block ended
+    let mut word: Option<usize> = None;
+    let mut digits: Option<usize> = None;
     let mut i = 0;
     while i < b.len() {
+        let Some(block) = b.get(i..i + 16) else { break };
+        let classes = simd::word_bytes(block.try_into().expect("16 bytes"));
+        if classes.special != 0 {
+            finish_digits(b, &mut i, digits.take(), groups);
+            i = by_bytes(text, i, i + 16, &mut word, words, groups);
+            continue;
+        }
+        runs(classes.letters, i, &mut word, words);
+        runs(classes.digits, i, &mut digits, groups);
+        i += 16;
+    }
+    finish_digits(b, &mut i, digits, groups);
+    let i = by_bytes(text, i, b.len(), &mut word, words, groups);
+    if let Some(s) = word {
+        words.push(s..i);
+    }
+}
+
+/// Ends the digit run that started at `open` (if one is open at `i`) where
+/// its digits end, as the byte-by-byte reader reads runs whole.
+fn finish_digits(b: &[u8], i: &mut usize, open: Option<usize>, groups: &mut Vec<Range<usize>>) {
+    if let Some(s) = open {
+        *i += b[*i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        groups.push(s..*i);
+    }
+}
+
+/// The runs of set bits of a block's `mask` at `at`, pushed into `out` as
+/// they end; `open` is where a run open from the block before started, and
+/// is left where a run still open at this block's end started.
+#[inline(always)]
+fn runs(mask: u32, at: usize, open: &mut Option<usize>, out: &mut Vec<Range<usize>>) {
+    let carry = u32::from(open.is_some());
+    let before = (mask << 1 | carry) & 0xffff;
+    let mut edges = (mask ^ before) & 0xffff;
+    while edges != 0 {
+        let p = at + edges.trailing_zeros() as usize;
+        match open.take() {
+            Some(s) => out.push(s..p),
+            None => *open = Some(p),
+        }
+        edges &= edges - 1;
+    }
+}
+
+/// [`words_and_digits`] byte by byte from `i` until at least `until` (a
+/// run or character may take it further); returns where it stopped, with
+/// the word still open in `start`.
+fn by_bytes(
+    text: &str,
+    mut i: usize,
+    until: usize,
+    start: &mut Option<usize>,
+    words: &mut Vec<Range<usize>>,
+    groups: &mut Vec<Range<usize>>,
+) -> usize {
+    let b = text.as_bytes();
+    while i < until {
         if b[i].is_ascii_alphabetic() {
             start.get_or_insert(i);
             i += 1;
@@ -81,9 +146,19 @@ pub(crate) fn words_and_digits(
         }
         i += len;
     }
+    i
+}
+
+/// [`words_and_digits`] byte by byte throughout: the oracle of its tests.
+#[cfg(test)]
+fn words_and_digits_by_bytes(text: &str) -> (Vec<Range<usize>>, Vec<Range<usize>>) {
+    let (mut words, mut groups) = (Vec::new(), Vec::new());
+    let mut start = None;
+    let i = by_bytes(text, 0, text.len(), &mut start, &mut words, &mut groups);
     if let Some(s) = start {
-        words.push(s..b.len());
+        words.push(s..i);
     }
+    (words, groups)
 }
 
 #[cfg(test)]
@@ -196,6 +271,33 @@ mod tests {
         let t = "ab12cd 3'x O'9";
         let got: Vec<&str> = words_of(t).into_iter().map(|r| &t[r]).collect();
         assert_eq!(got, vec!["ab", "cd", "x", "O"]);
+    }
+
+    proptest::proptest! {
+        /// Any mix of ASCII, apostrophes and other scripts, at every
+        /// alignment to the 16-byte blocks.
+        #[test]
+        fn blocks_read_as_bytes(t in "[a-zA-Z0-9 .,'’é山—-]{0,120}") {
+            let mut got = (Vec::new(), Vec::new());
+            words_and_digits(&t, &mut got.0, &mut got.1);
+            proptest::prop_assert_eq!(got, words_and_digits_by_bytes(&t));
+        }
+    }
+
+    #[test]
+    fn runs_across_blocks() {
+        for t in [
+            "abcdefghijklmnopqrstuvwxyz0123456789012345 x",
+            "aaaaaaaaaaaaaaa1234567890123456789 ok",
+            "123456789012345'abc",
+            "abcdefghijklmno'pqrstuvwxyzabcdef",
+            "0123456789012345",
+            "012345678901234567",
+        ] {
+            let mut got = (Vec::new(), Vec::new());
+            words_and_digits(t, &mut got.0, &mut got.1);
+            assert_eq!(got, words_and_digits_by_bytes(t), "{t}");
+        }
     }
 
     #[test]
