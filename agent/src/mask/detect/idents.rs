@@ -202,6 +202,11 @@ static CUE_MATCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("cue patterns are valid")
 });
 
+/// Builds the cue matcher now rather than on the first text a masker reads.
+pub(crate) fn prepare() {
+    LazyLock::force(&CUE_MATCHER);
+}
+
 const FILLER_WORDS: [&[u8]; 6] = [b"number", b"num", b"no.", b"no", b"is", b"id"];
 
 /// Filler between a cue and its value: `: `, ` #`, ` no. `, ` is `.

@@ -53,10 +53,20 @@ impl Detectors {
                 on[i] = true;
             }
         }
-        Detectors {
+        let detectors = Detectors {
             enabled: on,
             custom,
+        };
+        // Their tables are built when the masker is, once per process, not
+        // while the first response waits.
+        use Entity::*;
+        if detectors.on(&[Name]) {
+            names::prepare();
         }
+        if detectors.on(&[Mrn, Account, Mbi, License, Plate, Device]) {
+            idents::prepare();
+        }
+        detectors
     }
 
     fn on(&self, entities: &[Entity]) -> bool {
