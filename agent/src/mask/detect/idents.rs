@@ -314,6 +314,15 @@ mod tests {
     }
 
     #[test]
+    fn no_cue_holds_a_digit() {
+        // `find` searches for cues only up to the last digit on this ground
+        assert!(
+            CUES.iter()
+                .all(|(cue, _)| !cue.bytes().any(|c| c.is_ascii_digit()))
+        );
+    }
+
+    #[test]
     fn labelled_numbers() {
         assert_eq!(found("MRN: 00123456,", Entity::Mrn), ["00123456"]);
         assert_eq!(

@@ -46,8 +46,10 @@ pub(crate) fn words_and_digits(
         let Some(block) = b.get(i..i + 16) else { break };
         let classes = simd::word_bytes(block.try_into().expect("16 bytes"));
         if classes.special != 0 {
+            // this block is read byte by byte (which may end past it)
+            let until = i + 16;
             finish_digits(b, &mut i, digits.take(), groups);
-            i = by_bytes(text, i, i + 16, &mut word, words, groups);
+            i = by_bytes(text, i, until, &mut word, words, groups);
             continue;
         }
         runs(classes.letters, i, &mut word, words);
@@ -88,9 +90,10 @@ fn runs(mask: u32, at: usize, open: &mut Option<usize>, out: &mut Vec<Range<usiz
     }
 }
 
-/// [`words_and_digits`] byte by byte from `i` until at least `until` (a
-/// run or character may take it further); returns where it stopped, with
-/// the word still open in `start`.
+/// [`words_and_digits`] byte by byte from `i` until at least `until` (at
+/// most the text's length): a run or character may take it further, and it
+/// returns where it stopped (at once if `i` is past `until`), with the word
+/// still open in `start`.
 fn by_bytes(
     text: &str,
     mut i: usize,
@@ -100,6 +103,7 @@ fn by_bytes(
     groups: &mut Vec<Range<usize>>,
 ) -> usize {
     let b = text.as_bytes();
+    debug_assert!(until <= b.len());
     while i < until {
         if b[i].is_ascii_alphabetic() {
             start.get_or_insert(i);
@@ -277,7 +281,9 @@ mod tests {
         /// Any mix of ASCII, apostrophes and other scripts, at every
         /// alignment to the 16-byte blocks.
         #[test]
-        fn blocks_read_as_bytes(t in "[a-zA-Z0-9 .,'’é山—-]{0,120}") {
+        fn blocks_read_as_bytes(
+            t in "([a-zA-Z]{1,20}|[0-9]{1,20}|[ .,\t\r\n-]{1,3}|'|’|é|山|—|\u{a0}|\u{301}|😀){0,24}",
+        ) {
             let mut got = (Vec::new(), Vec::new());
             words_and_digits(&t, &mut got.0, &mut got.1);
             proptest::prop_assert_eq!(got, words_and_digits_by_bytes(&t));
@@ -293,6 +299,9 @@ mod tests {
             "abcdefghijklmno'pqrstuvwxyzabcdef",
             "0123456789012345",
             "012345678901234567",
+            // a digit run out of a plain block into the last, special one
+            "aaaaaaaaaaaaaaa12'xxxxxxxxxxxxxx",
+            "Call MRN 00123456 for Mr. O'Hara",
         ] {
             let mut got = (Vec::new(), Vec::new());
             words_and_digits(t, &mut got.0, &mut got.1);
