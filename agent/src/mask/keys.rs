@@ -97,6 +97,10 @@ impl KeyRules {
                     "legal_name",
                     "preferred_name",
                     "nickname",
+                    // 164.514(b)(2)(i): names of relatives, employers and
+                    // household members too
+                    "employer",
+                    "employer_name",
                 ],
                 Name,
             ),
@@ -391,6 +395,7 @@ mod tests {
             "date-of-birth",
             "patientName",
             "MRN",
+            "Employer",
         ] {
             assert!(r.lookup(k).is_some(), "{k}");
         }

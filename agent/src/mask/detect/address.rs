@@ -106,7 +106,7 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
             out.extend(zip.map(|z| Hit::new(z, Entity::Zip)));
             covered = end;
         } else if g.len() == 5
-            && cue_before(b, g.start, 14, ZIP_CUES)
+            && (cue_before(b, g.start, 14, ZIP_CUES) || state_before(b, g.start))
             && let Some(z) = zip_at(b, g.start)
         {
             out.push(Hit::new(z, Entity::Zip));
@@ -123,6 +123,16 @@ fn word_end(b: &[u8], at: usize) -> usize {
         e += 1;
     }
     e
+}
+
+/// A state code and a space right before `at` (`Boston MA 02134`): what
+/// stands before a ZIP, whatever comes before the state.
+fn state_before(b: &[u8], at: usize) -> bool {
+    at >= 3
+        && b[at - 1] == b' '
+        && b[at - 3..at - 1].iter().all(u8::is_ascii_uppercase)
+        && is_in(STATES, &b[at - 3..at - 1])
+        && (at == 3 || !b[at - 4].is_ascii_alphanumeric())
 }
 
 fn is_in(list: &[&str], w: &[u8]) -> bool {
@@ -331,6 +341,15 @@ fn bare_city_state(b: &[u8], out: &mut Hits) {
         let Some(mut start) = word_before(p) else {
             continue;
         };
+        // capitals alone before the comma are mostly abbreviations
+        // (`HTN, MI`, `CXR, CT`): a city only with a ZIP after the state
+        if zip.is_none()
+            && b[start..p]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || *c == b' ')
+        {
+            continue;
+        }
         for _ in 1..3 {
             match start
                 .checked_sub(1)
@@ -405,6 +424,24 @@ mod tests {
         assert!(
             found("2 St", Entity::Address).is_empty(),
             "a suffix needs a name before it"
+        );
+    }
+
+    #[test]
+    fn zips_after_a_state_and_abbreviations_before_one() {
+        assert_eq!(found("lives in Boston MA 02134.", Entity::Zip), ["02134"]);
+        assert_eq!(found("Boston MA 02134-1234", Entity::Zip), ["02134-1234"]);
+        assert!(found("lot AB 12345", Entity::Zip).is_empty(), "no state");
+        for abbreviations in ["PMH: HTN, MI, CKD", "Imaging: CXR, CT pending", "DM, CA"] {
+            assert!(
+                found(abbreviations, Entity::Address).is_empty(),
+                "{abbreviations}"
+            );
+        }
+        assert_eq!(
+            found("BOSTON, MA 02118", Entity::Address),
+            ["BOSTON, MA"],
+            "capitals with a ZIP are still a city"
         );
     }
 

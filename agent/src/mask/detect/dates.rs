@@ -3,12 +3,13 @@
 
 use std::ops::Range;
 
-use super::scan::{between, clear_after, clear_before, cue_before};
+use super::scan::{between, clear_after, clear_before, cue_before, word_cue_before};
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
-/// Words right before a bare `m/d` that make it a date rather than a
-/// fraction or a dose (`on 3/14`, `DOS 3/14`).
+/// Words shortly before a bare `m/d` that make it a date rather than a
+/// fraction or a dose (`on 3/14`, `DOS 3/14`, `appt 6/15`). Not `from`,
+/// which is as often before a score (`improved from 7/10`).
 const DAY_MONTH_CUES: &[&str] = &[
     "on",
     "dated",
@@ -16,10 +17,66 @@ const DAY_MONTH_CUES: &[&str] = &[
     "dob",
     "dos",
     "admitted",
+    "admit",
     "discharged",
     "until",
     "seen",
     "date",
+    "thru",
+    "through",
+    "appt",
+    "appointment",
+    "f/u",
+    "given",
+    "drawn",
+    "collected",
+    "filled",
+    "scheduled",
+    "started",
+    "stopped",
+    "extubated",
+    "intubated",
+    "placed",
+    "removed",
+    "last",
+    "next",
+    "mon",
+    "tue",
+    "tues",
+    "wed",
+    "thu",
+    "thur",
+    "thurs",
+    "fri",
+    "sat",
+    "sun",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+/// Words right after an `m/d` that make it an amount after all (`on 3/4
+/// strength`, `since 1/2 of the dose`, `ABX on 3/5 days`).
+const AMOUNT_AFTER: &[&str] = &[
+    "of",
+    "the",
+    "strength",
+    "dose",
+    "doses",
+    "tab",
+    "tabs",
+    "tablet",
+    "tablets",
+    "ns",
+    "maintenance",
+    "days",
+    "cup",
+    "cups",
+    "inch",
+    "inches",
 ];
 const AGE_CUES: &[&str] = &["age", "aged"];
 const AGE_SUFFIXES: &[&str] = &[
@@ -38,6 +95,10 @@ const AGE_SUFFIXES: &[&str] = &[
     "y.o.",
     "-yo",
     " yr old",
+    "-yr-old",
+    " years",
+    " yrs",
+    " yr",
 ];
 
 pub(crate) fn find(text: &str, groups: &[Range<usize>], words: &[Range<usize>], out: &mut Hits) {
@@ -124,11 +185,23 @@ fn numeric(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
             && a.len() <= 2
             && c.len() <= 2
             && valid(2, 0, va, vc)
-            && cue_before(b, a.start, 12, DAY_MONTH_CUES);
+            && word_cue_before(b, a.start, 12, DAY_MONTH_CUES)
+            && !amount_after(b, c.end);
         if (month_year || day_month) && clear_after(b, c.end) {
             out.push(Hit::new(a.start..c.end, Entity::Date));
         }
     }
+}
+
+/// A space and one of [`AMOUNT_AFTER`] (a whole word) at `at`.
+fn amount_after(b: &[u8], at: usize) -> bool {
+    let Some(rest) = b.get(at..).and_then(|r| r.strip_prefix(b" ")) else {
+        return false;
+    };
+    let n = rest.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    AMOUNT_AFTER
+        .iter()
+        .any(|w| rest[..n].eq_ignore_ascii_case(w.as_bytes()))
 }
 
 /// A capitalised or upper-case month name or abbreviation.
@@ -296,6 +369,43 @@ fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
 mod tests {
     use super::super::scan::{digit_groups_of as digit_groups, words_of as words};
     use super::*;
+
+    #[test]
+    fn day_and_month_after_a_cue_and_not_before_an_amount() {
+        for (text, date) in [
+            ("F/u appt 6/15 with cardiology", "6/15"),
+            ("Intubated Tuesday, extubated 1/7 without issue", "1/7"),
+            ("Flu vaccine given 10/1; booster later", "10/1"),
+            ("Next appointment: Monday 3/8 at 2:30 PM", "3/8"),
+            ("Admit: 3/4 via ED", "3/4"),
+        ] {
+            assert_eq!(dates(text), [date], "{text}");
+        }
+        for text in [
+            "ate only 1/2 of her meal",
+            "Reduce dose to 1/2",
+            "Dosing 1/2 as before",
+            "on 2/3 maintenance fluids",
+            "on 3/4 strength formula",
+            "Discharged on 1/2 the home dose",
+            "Since 1/2 of the tablets were lost",
+            "ABX on 3/5 days",
+            "Pain 4/10, improved from 7/10",
+        ] {
+            assert!(dates(text).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn ages_written_with_years() {
+        assert_eq!(found("a 93-yr-old man", Entity::Age), ["93"]);
+        assert_eq!(found("At 99 years, she", Entity::Age), ["99"]);
+        assert_eq!(found("aged 95 yrs", Entity::Age), ["95"]);
+        assert!(
+            found("for 12 years", Entity::Age).is_empty(),
+            "89 and under"
+        );
+    }
 
     fn dates(text: &str) -> Vec<&str> {
         found(text, Entity::Date)

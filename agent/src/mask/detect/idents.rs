@@ -83,7 +83,9 @@ fn dashed_mbi(b: &[u8], t: &Range<usize>, out: &mut Hits) {
     if t1.len() != 3 || t2.len() != 4 {
         return;
     }
-    if between(b, t, &t1) != b"-" || between(b, &t1, &t2) != b"-" {
+    // dashes or spaces, the same both times: `1EG4-TE5-MK73`, `1EG4 TE5 MK73`
+    let sep = between(b, t, &t1);
+    if !matches!(sep, b"-" | b" ") || between(b, &t1, &t2) != sep {
         return;
     }
     let joined: Vec<u8> = [t, &t1, &t2]
@@ -143,6 +145,25 @@ const CUES: &[(&str, Entity)] = &[
     ("medical record no", Entity::Mrn),
     ("medical record", Entity::Mrn),
     ("chart number", Entity::Mrn),
+    ("med rec", Entity::Mrn),
+    ("med rec #", Entity::Mrn),
+    ("hosp #", Entity::Mrn),
+    ("hospital #", Entity::Mrn),
+    ("hospital number", Entity::Mrn),
+    ("pt id", Entity::Mrn),
+    ("csn", Entity::Mrn),
+    ("encounter #", Entity::Mrn),
+    ("encounter id", Entity::Mrn),
+    ("encounter number", Entity::Mrn),
+    ("visit id", Entity::Mrn),
+    ("visit #", Entity::Mrn),
+    ("accession #", Entity::Mrn),
+    ("accession number", Entity::Mrn),
+    ("accession no", Entity::Mrn),
+    ("accession", Entity::Mrn),
+    ("rx #", Entity::Mrn),
+    ("prescription #", Entity::Mrn),
+    ("prescription number", Entity::Mrn),
     ("chart #", Entity::Mrn),
     ("patient id", Entity::Mrn),
     ("patient number", Entity::Mrn),
@@ -150,6 +171,16 @@ const CUES: &[(&str, Entity)] = &[
     ("account no", Entity::Account),
     ("account", Entity::Account),
     ("acct", Entity::Account),
+    ("fin", Entity::Account),
+    ("fin #", Entity::Account),
+    ("claim #", Entity::Account),
+    ("claim number", Entity::Account),
+    ("claim no", Entity::Account),
+    ("claim id", Entity::Account),
+    ("auth #", Entity::Account),
+    ("authorization #", Entity::Account),
+    ("authorization number", Entity::Account),
+    ("prior auth #", Entity::Account),
     ("mbi", Entity::Mbi),
     ("medicare id", Entity::Mbi),
     ("medicare number", Entity::Mbi),
@@ -163,6 +194,16 @@ const CUES: &[(&str, Entity)] = &[
     ("insurance id", Entity::Mbi),
     ("beneficiary id", Entity::Mbi),
     ("health plan id", Entity::Mbi),
+    ("medicaid #", Entity::Mbi),
+    ("medicaid id", Entity::Mbi),
+    ("medicaid number", Entity::Mbi),
+    ("medicaid", Entity::Mbi),
+    ("mbr id", Entity::Mbi),
+    ("subscriber #", Entity::Mbi),
+    ("subscriber number", Entity::Mbi),
+    ("member", Entity::Mbi),
+    ("id #", Entity::Mbi),
+    ("id#", Entity::Mbi),
     ("license number", Entity::License),
     ("license no", Entity::License),
     ("license #", Entity::License),
@@ -187,6 +228,7 @@ const CUES: &[(&str, Entity)] = &[
     ("serial #", Entity::Device),
     ("serial", Entity::Device),
     ("s/n", Entity::Device),
+    ("sn", Entity::Device),
     ("device id", Entity::Device),
     ("device serial", Entity::Device),
     ("udi", Entity::Device),
@@ -236,7 +278,8 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
     for m in CUE_MATCHER.find_iter(searched) {
         let (start, end) = (m.start(), m.end());
         let word_start = start == 0 || !b[start - 1].is_ascii_alphanumeric();
-        let word_end = b.get(end).is_none_or(|c| !c.is_ascii_alphabetic());
+        // a cue ending in `#` may touch its value (`Encounter #E1234567`)
+        let word_end = b[end - 1] == b'#' || b.get(end).is_none_or(|c| !c.is_ascii_alphabetic());
         if !word_start || !word_end {
             continue;
         }
@@ -311,6 +354,43 @@ mod tests {
             ["DE89370400440532013000"]
         );
         assert!(found("GB82 WEST 1234 5698 7654 33", Entity::Iban).is_empty());
+    }
+
+    #[test]
+    fn mbi_with_spaces() {
+        assert_eq!(found("MBI 1EG4 TE5 MK73.", Entity::Mbi), ["1EG4 TE5 MK73"]);
+        assert!(
+            found("1EG4 TE5-MK73", Entity::Mbi).is_empty(),
+            "one separator"
+        );
+    }
+
+    #[test]
+    fn record_claim_plan_and_device_cues() {
+        for (text, entity, value) in [
+            ("Med Rec #: 4829134", Entity::Mrn, "4829134"),
+            ("CSN 5512309981 today", Entity::Mrn, "5512309981"),
+            (
+                "Surgical pathology accession #: S21-04512",
+                Entity::Mrn,
+                "S21-04512",
+            ),
+            ("Rx #: 7723419", Entity::Mrn, "7723419"),
+            ("Encounter #E1234567", Entity::Mrn, "E1234567"),
+            ("FIN 7700123", Entity::Account, "7700123"),
+            (
+                "Claim # 2021030400123 filed",
+                Entity::Account,
+                "2021030400123",
+            ),
+            ("Prior auth # PA-77812-3", Entity::Account, "PA-77812-3"),
+            ("Medicaid #: 12345678", Entity::Mbi, "12345678"),
+            ("Ins: Aetna, ID# W123456789", Entity::Mbi, "W123456789"),
+            ("Subscriber #: 884512390-01", Entity::Mbi, "884512390-01"),
+            ("Insulin pump SN: NG1234567H", Entity::Device, "NG1234567H"),
+        ] {
+            assert_eq!(found(text, entity.clone()), [value], "{text}");
+        }
     }
 
     #[test]

@@ -53,19 +53,43 @@ fn ssn(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
         let sep_ok = s1 == s2 && matches!(s1, b"-" | b" ");
         if sep_ok
             && clear_before(b, g[i].start)
-            && clear_after(b, g[i + 2].end)
+            && let Some(end) = ssn_end(b, g[i + 2].end)
             && checksum::ssn(&b[g[i].clone()], &b[g[i + 1].clone()], &b[g[i + 2].clone()])
         {
-            out.push(Hit::new(g[i].start..g[i + 2].end, Entity::Ssn));
+            out.push(Hit::new(g[i].start..end, Entity::Ssn));
         }
-    } else if g[i].len() == 9 && clear_before(b, g[i].start) && clear_after(b, g[i].end) {
+    } else if g[i].len() == 9
+        && clear_before(b, g[i].start)
+        && let Some(end) = ssn_end(b, g[i].end)
+    {
         let d = &b[g[i].clone()];
         if checksum::ssn(&d[..3], &d[3..5], &d[5..])
             && cue_before(b, g[i].start, CUE_WINDOW, SSN_CUES)
         {
-            out.push(Hit::new(g[i].clone(), Entity::Ssn));
+            out.push(Hit::new(g[i].start..end, Entity::Ssn));
         }
     }
+}
+
+/// Where an SSN whose digits end at `j` ends: there, or after the letter
+/// (and letter or digit) that made it an old Medicare number (HICN,
+/// `412-67-3390A`, `…3390B1`); `None` when it runs on into a longer token.
+fn ssn_end(b: &[u8], j: usize) -> Option<usize> {
+    if clear_after(b, j) {
+        return Some(j);
+    }
+    if !b[j].is_ascii_uppercase() {
+        return None;
+    }
+    let k = j
+        + 1
+        + usize::from(
+            b.get(j + 1)
+                .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit()),
+        );
+    b.get(k)
+        .is_none_or(|c| !c.is_ascii_alphanumeric())
+        .then_some(k)
 }
 
 /// A separator allowed inside a written phone number.
@@ -280,6 +304,20 @@ mod tests {
             only("Social Security Number 123456789", Entity::Ssn),
             ["123456789"]
         );
+    }
+
+    #[test]
+    fn ssn_in_an_old_medicare_number() {
+        assert_eq!(
+            only("Old Medicare HICN 412-67-3390A", Entity::Ssn),
+            ["412-67-3390A"]
+        );
+        assert_eq!(only("HICN 412-67-3390B1.", Entity::Ssn), ["412-67-3390B1"]);
+        assert!(
+            only("412-67-3390ABC", Entity::Ssn).is_empty(),
+            "a longer token"
+        );
+        assert!(only("412-67-3390a", Entity::Ssn).is_empty());
     }
 
     #[test]

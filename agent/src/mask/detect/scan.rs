@@ -208,15 +208,27 @@ pub(crate) fn clear_after(b: &[u8], j: usize) -> bool {
 /// True when one of the (lower-case ASCII) `cues` ends within `window`
 /// bytes before `pos`, starting at a word boundary (`tel` is not in `hotel`).
 pub(crate) fn cue_before(b: &[u8], pos: usize, window: usize, cues: &[&str]) -> bool {
+    cue_in_window(b, pos, window, cues, false)
+}
+
+/// [`cue_before`] for cues that are whole words: a cue must also end at a
+/// word's end (`on` is not in `only`, `dos` not in `dose`).
+pub(crate) fn word_cue_before(b: &[u8], pos: usize, window: usize, cues: &[&str]) -> bool {
+    cue_in_window(b, pos, window, cues, true)
+}
+
+fn cue_in_window(b: &[u8], pos: usize, window: usize, cues: &[&str], whole: bool) -> bool {
     let from = pos.saturating_sub(window);
     // Only word starts can begin a cue: test the cues there alone.
     (from..pos).any(|at| {
         let starts_word = at == 0 || !b[at - 1].is_ascii_alphabetic();
         starts_word
             && cues.iter().any(|cue| {
+                let end = at + cue.len();
                 b[at..pos]
                     .get(..cue.len())
                     .is_some_and(|w| w.eq_ignore_ascii_case(cue.as_bytes()))
+                    && (!whole || b.get(end).is_none_or(|c| !c.is_ascii_alphabetic()))
             })
     })
 }
@@ -345,5 +357,12 @@ mod tests {
             "must start in window"
         );
         assert!(cue_before(b"tel 617", 7, 7, &["tel"]));
+        assert!(cue_before(b"only 1/2", 5, 12, &["on"]));
+        assert!(
+            !word_cue_before(b"only 1/2", 5, 12, &["on"]),
+            "a whole word"
+        );
+        assert!(word_cue_before(b"on 1/2", 3, 12, &["on"]));
+        assert!(word_cue_before(b"f/u 6/15", 4, 12, &["f/u"]));
     }
 }
