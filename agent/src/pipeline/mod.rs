@@ -28,8 +28,10 @@ pub use endpoint::{EndpointRuntime, Runtimes, build};
 pub use exchange::{AGENT_ERROR, MAX_JSON_RESPONSE, MAX_REQUEST_BODY};
 pub use records::Who;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tokio::net::TcpStream;
 
 use crate::audit::AuditLog;
@@ -44,8 +46,39 @@ pub struct Outcome {
     pub bytes_down: u64,
 }
 
-/// Serves one redirected client connection of an `mcp` endpoint.
+/// What a connection's close record says when the agent failed on it.
+pub const INTERNAL_ERROR: &str = "error: internal (mcp-warden failed while serving this connection and closed it; its log has the panic)";
+
+/// Serves one redirected client connection of an `mcp` endpoint. A panic
+/// (a bug) ends this connection alone, with [`INTERNAL_ERROR`] as its
+/// outcome, so that its close record is still written.
 pub async fn serve(
+    rt: Arc<EndpointRuntime>,
+    audit: AuditLog,
+    transport: Upstream,
+    ca: &LocalCa,
+    who: Who,
+    tcp: TcpStream,
+) -> Outcome {
+    unless_it_panics(serve_connection(rt, audit, transport, ca, who, tcp)).await
+}
+
+/// `served`'s outcome, or [`INTERNAL_ERROR`] if it panics.
+async fn unless_it_panics(served: impl Future<Output = Outcome>) -> Outcome {
+    match AssertUnwindSafe(served).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!("a connection ended by a panic in the agent (see above)");
+            Outcome {
+                outcome: INTERNAL_ERROR.to_string(),
+                bytes_up: 0,
+                bytes_down: 0,
+            }
+        }
+    }
+}
+
+async fn serve_connection(
     rt: Arc<EndpointRuntime>,
     audit: AuditLog,
     transport: Upstream,

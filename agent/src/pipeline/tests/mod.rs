@@ -25,6 +25,23 @@ use crate::relay::Upstream;
 
 mod masking;
 
+#[tokio::test]
+async fn a_panic_on_a_connection_becomes_its_outcome() {
+    async fn served() -> super::Outcome {
+        super::Outcome {
+            outcome: "ok".into(),
+            bytes_up: 1,
+            bytes_down: 2,
+        }
+    }
+    async fn bug() -> super::Outcome {
+        panic!("a bug while serving")
+    }
+    assert_eq!(super::unless_it_panics(served()).await.outcome, "ok");
+    let failed = super::unless_it_panics(bug()).await;
+    assert_eq!(failed.outcome, super::INTERNAL_ERROR);
+}
+
 const GATEWAY_TOKEN: &str = "Bearer gateway-secret-7f3a";
 
 #[derive(Debug)]
