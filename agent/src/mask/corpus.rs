@@ -1068,6 +1068,7 @@ pub fn bench_report() -> String {
             format!("missed: {}", worst.join("; "))
         }
     );
+    let _ = write!(r, "\n{}", super::snippets::report());
     r
 }
 

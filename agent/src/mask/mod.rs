@@ -57,6 +57,7 @@ mod profile;
 mod pseudonym;
 mod scope;
 mod simd;
+mod snippets;
 mod tabular;
 mod text;
 mod value;
