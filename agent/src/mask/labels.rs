@@ -143,6 +143,9 @@ fn value_after(b: &[u8], from: usize, quoted_label: bool) -> Option<Range<usize>
         if c == b',' && next_is_label(b, end + 1) {
             break;
         }
+        if c == b' ' && next_is_word_label(b, end + 1) {
+            break;
+        }
         if c == b'.' && sentence_ends(b, start, end) {
             break;
         }
@@ -190,6 +193,22 @@ fn next_is_label(b: &[u8], at: usize) -> bool {
         && !label.trim_ascii().is_empty()
 }
 
+/// A capitalised one-word label at `at` (`Sex: F`, `Allergies: PCN`): the
+/// next field of a line of several, so the value before it ends. One word
+/// only, so that a name's last word before a label (`Jane Doe Age: 45`) is
+/// not taken for one.
+fn next_is_word_label(b: &[u8], at: usize) -> bool {
+    if !b.get(at).is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
+    let n = b[at..]
+        .iter()
+        .take(MAX_LABEL_BYTES)
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'#'))
+        .count();
+    b.get(at + n) == Some(&b':') && b.get(at + n + 1).is_none_or(|c| matches!(c, b' ' | b'\t'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +219,23 @@ mod tests {
         out.into_iter()
             .map(|h| (h.entity, &text[h.range]))
             .collect()
+    }
+
+    #[test]
+    fn a_value_ends_at_the_next_label_on_its_line() {
+        assert_eq!(
+            found("DOB: 1/2/1950 Sex: F Allergies: PCN"),
+            [(Entity::Date, "1/2/1950")]
+        );
+        assert_eq!(
+            found("Name: Jane Q. Doe Age: 45"),
+            [(Entity::Name, "Jane Q. Doe")]
+        );
+        assert_eq!(
+            found("Phone: 617-555-0100 Best time: mornings"),
+            [(Entity::Phone, "617-555-0100 Best time: mornings")],
+            "a lower-case word is no label: the value goes on"
+        );
     }
 
     #[test]
