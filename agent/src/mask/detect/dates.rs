@@ -113,9 +113,50 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], words: &[Range<usize>], 
         if (2..=3).contains(&g.len()) {
             age(b, g, out);
         }
+        if (1..=2).contains(&g.len()) {
+            day_month_year_run(b, groups, i, out);
+        }
+        if matches!(g.len(), 8 | 12 | 14) {
+            compact(b, g, out);
+        }
     }
     for w in words {
         named(text, w, out);
+    }
+}
+
+/// `20210304`, and with a time `202103041015` or `20210304101500` (HL7,
+/// file names): a run of digits that starts with a valid date of 1900-2099.
+fn compact(b: &[u8], g: &Range<usize>, out: &mut Hits) {
+    if !clear_before(b, g.start) || !clear_after(b, g.end) {
+        return;
+    }
+    let part = |from: usize, len: usize| value(b, &(g.start + from..g.start + from + len));
+    let (year, month, day) = (part(0, 4), part(4, 2), part(6, 2));
+    let time_ok = match g.len() {
+        12 => part(8, 2) < 24 && part(10, 2) < 60,
+        14 => part(8, 2) < 24 && part(10, 2) < 60 && part(12, 2) < 60,
+        _ => true,
+    };
+    if (1900..=2099).contains(&year) && valid(4, year, month, day) && time_ok {
+        out.push(Hit::new(g.clone(), Entity::Date));
+    }
+}
+
+/// `04MAR2021`: a day, a month's abbreviation and a year with nothing
+/// between them (pharmacy and lab systems write dates so).
+fn day_month_year_run(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
+    let (day, Some(year)) = (&g[i], g.get(i + 1)) else {
+        return;
+    };
+    if year.start != day.end + 3 || year.len() != 4 || !clear_before(b, day.start) {
+        return;
+    }
+    let Some(month) = month_of(&b[day.end..year.start]) else {
+        return;
+    };
+    if valid(4, value(b, year), month, value(b, day)) && clear_after(b, year.end) {
+        out.push(Hit::new(day.start..year.end, Entity::Date));
     }
 }
 
@@ -393,6 +434,29 @@ mod tests {
             "Pain 4/10, improved from 7/10",
         ] {
             assert!(dates(text).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn dates_written_without_separators() {
+        assert_eq!(dates("OBR|1|||CBC|||20210304101500|||"), ["20210304101500"]);
+        assert_eq!(
+            dates("scan_20210304.pdf"),
+            ["20210304"],
+            "a file's date is a date"
+        );
+        assert!(dates("ab20210304").is_empty(), "inside a word");
+        assert_eq!(dates("collected 202103041015 ok"), ["202103041015"]);
+        assert_eq!(dates("DOB 19500102"), ["19500102"]);
+        assert_eq!(dates("Rx filled 04MAR2021 qty 30"), ["04MAR2021"]);
+        assert_eq!(dates("exp 4Mar2021"), ["4Mar2021"]);
+        for not_a_date in [
+            "acct 12345678",
+            "id 20211304",
+            "20210304256199",
+            "31FEB2021x",
+        ] {
+            assert!(dates(not_a_date).is_empty(), "{not_a_date}");
         }
     }
 
