@@ -12,7 +12,8 @@ use crate::mask::entity::Entity;
 
 const SSN_CUES: &[&str] = &["ssn", "social security", "ss#", "soc sec", "social sec"];
 const PHONE_CUES: &[&str] = &[
-    "phone", "tel", "cell", "mobile", "fax", "call", "contact", "ph", "pager", "text",
+    "phone", "tel", "cell", "mobile", "fax", "call", "contact", "ph", "pager", "text", "reached",
+    "number", "cb", "home", "work",
 ];
 const NPI_CUES: &[&str] = &["npi"];
 /// How far before a number its cue may stand (`Phone (home): 6175550100`).
@@ -114,11 +115,29 @@ fn nanp(b: &[u8], g: &[Range<usize>], i: usize) -> Option<Hit> {
         let s2 = between(b, &g[i + 1], &g[i + 2]);
         let paren =
             g[i].start > 0 && b[g[i].start - 1] == b'(' && matches!(s1, b")" | b") " | b")-");
-        if !(paren || phone_sep(s1)) || !phone_sep(s2) {
+        // `617/555-0100`: a slash only after the area code
+        let slash = s1 == b"/" && s2 == b"-";
+        if !(paren || slash || phone_sep(s1)) || !(slash || phone_sep(s2)) {
             return None;
         }
         let start = if paren { g[i].start - 1 } else { g[i].start };
         (&b[g[i].clone()], &b[g[i + 1].clone()], i + 2, start)
+    } else if lens(g, i, &[3, 7]) && matches!(between(b, &g[i], &g[i + 1]), b"-" | b" ") {
+        // `617-5550103`
+        let rest = &b[g[i + 1].clone()];
+        (&b[g[i].clone()], &rest[..3], i + 1, g[i].start)
+    } else if lens(g, i, &[3, 4])
+        && between(b, &g[i], &g[i + 1]) == b"-"
+        // not the tail of a longer number (`(617) 555-0123`)
+        && (i == 0 || g[i].start - g[i - 1].end > 2)
+        && cue_before(b, g[i].start, CUE_WINDOW, PHONE_CUES)
+    {
+        // `call back at 555-0187`: seven digits, only after a phone cue
+        let exchange = &b[g[i].clone()];
+        let end = g[i + 1].end;
+        let ok =
+            checksum::nanp(b"617", exchange) && clear_before(b, g[i].start) && clear_after(b, end);
+        return ok.then(|| Hit::new(g[i].start..end, Entity::Phone));
     } else if g[i].len() == 10 || (g[i].len() == 11 && b[g[i].start] == b'1') {
         let d = &b[g[i].start + g[i].len() - 10..g[i].end];
         (&d[..3], &d[3..6], i, g[i].start)
@@ -363,6 +382,25 @@ mod tests {
         }
         assert_eq!(only("fax: 6175550123", Entity::Phone), ["6175550123"]);
         assert_eq!(
+            only("Best number is 617-5550103", Entity::Phone),
+            ["617-5550103"]
+        );
+        assert_eq!(
+            only("Call 617/555-0100 to confirm", Entity::Phone),
+            ["617/555-0100"]
+        );
+        assert_eq!(
+            only("wife can be reached at 6175550162 after 5pm", Entity::Phone),
+            ["6175550162"]
+        );
+        assert_eq!(
+            only(
+                "asked for a call back at 555-0187 re: refill",
+                Entity::Phone
+            ),
+            ["555-0187"]
+        );
+        assert_eq!(
             only("617-555-0123 ext. 42", Entity::Phone),
             ["617-555-0123 ext. 42"]
         );
@@ -392,6 +430,14 @@ mod tests {
             "bare ten digits need a cue"
         );
         assert!(only("617-555-01234", Entity::Phone).is_empty(), "too long");
+        assert!(
+            only("lot 555-0187", Entity::Phone).is_empty(),
+            "seven digits need a cue"
+        );
+        assert!(
+            only("call 055-0187", Entity::Phone).is_empty(),
+            "exchange starts 0"
+        );
         assert!(only("+12", Entity::Phone).is_empty());
     }
 
