@@ -79,6 +79,8 @@ const AMOUNT_AFTER: &[&str] = &[
     "inches",
 ];
 const AGE_CUES: &[&str] = &["age", "aged"];
+/// Words before a number that make its `F` Fahrenheit, not female.
+const TEMPERATURE_CUES: &[&str] = &["t", "temp", "tmax", "tm", "temperature", "fever", "febrile"];
 const AGE_SUFFIXES: &[&str] = &[
     "-year-old",
     " year old",
@@ -123,6 +125,27 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], words: &[Range<usize>], 
     for w in words {
         named(text, w, out);
     }
+}
+
+/// `95F with dementia`, `CC: 96 M w/ SOB`: an age and a sex where a note's
+/// line or sentence starts (or after `a`), not a temperature (`Tmax: 101 F`).
+fn age_and_sex(b: &[u8], g: &Range<usize>) -> bool {
+    let rest = &b[g.end..];
+    let sex = rest.strip_prefix(b" ").unwrap_or(rest);
+    let sexed = matches!(sex.first(), Some(b'F' | b'M'))
+        && sex
+            .get(1)
+            .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'\'');
+    if !sexed {
+        return false;
+    }
+    let before = b[..g.start].trim_ascii_end();
+    let opens = before.is_empty()
+        || before.ends_with(b":")
+        || before.ends_with(b".")
+        || before.ends_with(b"a")
+            && (before.len() == 1 || !before[before.len() - 2].is_ascii_alphanumeric());
+    opens && !word_cue_before(b, g.start, 12, TEMPERATURE_CUES)
 }
 
 /// `20210304`, and with a time `202103041015` or `20210304101500` (HL7,
@@ -401,7 +424,7 @@ fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
             && rest.get(s.len()).is_none_or(|c| !c.is_ascii_alphanumeric())
     });
     let cued = clear_after(b, g.end) && cue_before(b, g.start, 10, AGE_CUES);
-    if suffixed || cued {
+    if suffixed || cued || age_and_sex(b, g) {
         out.push(Hit::new(g.clone(), Entity::Age));
     }
 }
@@ -457,6 +480,23 @@ mod tests {
             "31FEB2021x",
         ] {
             assert!(dates(not_a_date).is_empty(), "{not_a_date}");
+        }
+    }
+
+    #[test]
+    fn ages_with_a_sex_where_a_line_starts() {
+        assert_eq!(found("HPI: 95F with dementia", Entity::Age), ["95"]);
+        assert_eq!(found("CC: 96 M w/ SOB x3 days", Entity::Age), ["96"]);
+        assert_eq!(found("93M presents with chest pain", Entity::Age), ["93"]);
+        assert_eq!(found("Pt is a 91 F from home", Entity::Age), ["91"]);
+        for not_an_age in [
+            "Tmax: 101 F overnight",
+            "Temp: 100 F",
+            "dose 95 mg",
+            "Room 92 F wing",
+            "45F with asthma",
+        ] {
+            assert!(found(not_an_age, Entity::Age).is_empty(), "{not_an_age}");
         }
     }
 
