@@ -2,6 +2,7 @@
 //! addresses (IPv4 is a digit-group format, in `numbers`).
 
 use std::net::Ipv6Addr;
+use std::ops::Range;
 
 use memchr::{memchr_iter, memchr2_iter};
 
@@ -77,6 +78,7 @@ fn url_stop(c: u8) -> bool {
 }
 
 fn urls(b: &[u8], out: &mut Hits) {
+    let first = out.len();
     let mut done = 0;
     let schemes = occurrences(b, b"://", 0).map(|p| (p, true));
     let www = occurrences(b, b"www.", 0).map(|p| (p, false));
@@ -110,24 +112,75 @@ fn urls(b: &[u8], out: &mut Hits) {
         if !scheme && !has_domain(&b[p + 4..end]) {
             continue; // `www.a` is no address
         }
-        // Trailing punctuation belongs to the sentence, as does a closing
-        // bracket that the URL did not open.
-        while let Some(&last) = b[..end].last() {
-            let unbalanced = |open: u8, close: u8| {
-                last == close
-                    && b[start..end].iter().filter(|&&c| c == open).count()
-                        < b[start..end].iter().filter(|&&c| c == close).count()
-            };
-            if matches!(last, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'*')
-                || unbalanced(b'(', b')')
-                || unbalanced(b'[', b']')
-            {
-                end -= 1;
-            } else {
-                break;
-            }
-        }
+        let end = url_end(b, start, end);
         if end > p + 4 {
+            out.push(Hit::new(start..end, Entity::Url));
+            done = end;
+        }
+    }
+    let found: Vec<Range<usize>> = out[first..].iter().map(|h| h.range.clone()).collect();
+    host_paths(b, &found, out);
+}
+
+/// Where a URL from `start` that runs to `end` really ends: trailing
+/// punctuation belongs to the sentence, as does a closing bracket that the
+/// URL did not open.
+fn url_end(b: &[u8], start: usize, mut end: usize) -> usize {
+    while let Some(&last) = b[..end].last() {
+        let unbalanced = |open: u8, close: u8| {
+            last == close
+                && b[start..end].iter().filter(|&&c| c == open).count()
+                    < b[start..end].iter().filter(|&&c| c == close).count()
+        };
+        if matches!(last, b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'*')
+            || unbalanced(b'(', b')')
+            || unbalanced(b'[', b']')
+        {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
+/// Top-level domains after which a host with a path is an address even
+/// without a scheme or `www.` (`mychart.example.org/pt/88123`).
+const PATH_TLDS: &[&[u8]] = &[
+    b".com", b".org", b".net", b".edu", b".gov", b".us", b".io", b".health", b".care",
+];
+
+/// `facebook.com/jane.doe.5`: a host ending in one of [`PATH_TLDS`] right
+/// before a `/`, found from each slash; not inside a URL already `found`
+/// nor after `@`, `/` or `:` (an email, a path).
+fn host_paths(b: &[u8], found: &[Range<usize>], out: &mut Hits) {
+    let host_byte = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
+    let mut done = 0;
+    for slash in memchr_iter(b'/', b) {
+        if slash < done || found.iter().any(|r| r.contains(&slash)) {
+            continue;
+        }
+        let Some(tld) = PATH_TLDS
+            .iter()
+            .find(|t| slash > t.len() && b[slash - t.len()..slash].eq_ignore_ascii_case(t))
+        else {
+            continue;
+        };
+        let dot = slash - tld.len();
+        let mut start = dot;
+        while start > 0 && host_byte(b[start - 1]) {
+            start -= 1;
+        }
+        let before_ok = start == 0 || !matches!(b[start - 1], b'@' | b'/' | b':');
+        if start == dot || !b[start].is_ascii_alphanumeric() || !before_ok {
+            continue;
+        }
+        let mut end = slash;
+        while end < b.len() && !url_stop(b[end]) {
+            end += 1;
+        }
+        let end = url_end(b, start, end);
+        if end > slash + 1 {
             out.push(Hit::new(start..end, Entity::Url));
             done = end;
         }
@@ -272,6 +325,32 @@ mod tests {
             ["https://en.wikipedia.org/wiki/A_(b)"]
         );
         assert!(found("the ://x and awww.x and www.a and www.com", Entity::Url).is_empty());
+    }
+
+    #[test]
+    fn hosts_with_a_path_and_no_scheme() {
+        assert_eq!(
+            found("See photos at mychart.example.org/pt/88123.", Entity::Url),
+            ["mychart.example.org/pt/88123"]
+        );
+        assert_eq!(
+            found("posted on facebook.com/jane.doe.5 about it", Entity::Url),
+            ["facebook.com/jane.doe.5"]
+        );
+        assert_eq!(
+            found("b.example.com/y and https://a.example.org/x", Entity::Url),
+            ["https://a.example.org/x", "b.example.com/y"],
+            "a scheme's URL once, and one before it"
+        );
+        for not_one in [
+            "jane@example.com/x",
+            "and/or",
+            "1.5 mg/kg",
+            "example.com/ alone",
+            "x.org",
+        ] {
+            assert!(found(not_one, Entity::Url).is_empty(), "{not_one}");
+        }
     }
 
     #[test]
