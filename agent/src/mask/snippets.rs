@@ -144,6 +144,6 @@ mod tests {
         );
     }
 
-    const FLOOR_HIDDEN: usize = 121;
+    const FLOOR_HIDDEN: usize = 125;
     const FLOOR_UNCHANGED: usize = 79;
 }

@@ -135,6 +135,21 @@ fn state_before(b: &[u8], at: usize) -> bool {
         && (at == 3 || !b[at - 4].is_ascii_alphanumeric())
 }
 
+/// Words before a city that say it is where someone is or comes from.
+const PLACE_WORDS: &[&str] = &["in", "from", "to", "at", "near", "of", "lives", "resides"];
+
+/// One of [`PLACE_WORDS`] and a space right before `at`.
+fn place_word_before(b: &[u8], at: usize) -> bool {
+    let Some(end) = at.checked_sub(1).filter(|&e| b[e] == b' ') else {
+        return false;
+    };
+    let mut s = end;
+    while s > 0 && b[s - 1].is_ascii_alphabetic() {
+        s -= 1;
+    }
+    is_in(PLACE_WORDS, &b[s..end])
+}
+
 fn is_in(list: &[&str], w: &[u8]) -> bool {
     list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
 }
@@ -328,9 +343,7 @@ fn bare_city_state(b: &[u8], out: &mut Hits) {
         let zip = (b.get(st_end) == Some(&b' '))
             .then(|| zip_at(b, st_end + 1))
             .flatten();
-        if zip.is_none() && is_in(AMBIGUOUS_STATES, &b[st..st_end]) {
-            continue;
-        }
+        let ambiguous = zip.is_none() && is_in(AMBIGUOUS_STATES, &b[st..st_end]);
         let word_before = |end: usize| {
             let mut s = end;
             while s > 0 && b[s - 1].is_ascii_alphabetic() {
@@ -350,14 +363,20 @@ fn bare_city_state(b: &[u8], out: &mut Hits) {
         {
             continue;
         }
+        // a code that is also a degree or a word (`Smith, MD`) only with a
+        // ZIP, or after a word that places someone (`lives in Worcester, MA`)
+        if ambiguous && !place_word_before(b, start) {
+            continue;
+        }
+        // up to three words of a city, but not the word placing it
         for _ in 1..3 {
             match start
                 .checked_sub(1)
                 .filter(|&sp| b[sp] == b' ')
-                .and_then(word_before)
+                .and_then(|sp| word_before(sp).map(|s| (s, sp)))
             {
-                Some(s) => start = s,
-                None => break,
+                Some((s, sp)) if !is_in(PLACE_WORDS, &b[s..sp]) => start = s,
+                _ => break,
             }
         }
         out.push(Hit::new(start..st_end, Entity::Address));
@@ -425,6 +444,24 @@ mod tests {
             found("2 St", Entity::Address).is_empty(),
             "a suffix needs a name before it"
         );
+    }
+
+    #[test]
+    fn cities_before_a_state_that_is_also_a_word_after_a_place_word() {
+        assert_eq!(
+            found("Lives in Worcester, MA with her daughter.", Entity::Address),
+            ["Worcester, MA"]
+        );
+        assert_eq!(
+            found("From Philadelphia, PA; moved", Entity::Address),
+            ["Philadelphia, PA"]
+        );
+        assert_eq!(
+            found("visiting from Portland, OR for", Entity::Address),
+            ["Portland, OR"]
+        );
+        assert!(found("Seen by Jane Smith, MD today", Entity::Address).is_empty());
+        assert!(found("Signed: Smith, PA", Entity::Address).is_empty());
     }
 
     #[test]
