@@ -7,6 +7,11 @@ use super::scan::{clear_after, clear_before, cue_before, occurrences};
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
+/// Street suffixes that are as often plain words (`Minute Walk Test`,
+/// `Memorial Park`): a street only with a city after them.
+const SOMETIMES_SUFFIXES: &[&str] = &[
+    "walk", "run", "loop", "path", "row", "park", "close", "commons",
+];
 const STREET_SUFFIXES: &[&str] = &[
     "street",
     "st",
@@ -168,6 +173,8 @@ fn street(b: &[u8], g: &Range<usize>) -> Option<usize> {
         at += 1; // 12B
     }
     let mut names = 0;
+    // whether the street's words so far are all capitals (`12 MAIN ST`)
+    let mut caps_line = true;
     for _ in 0..6 {
         if b.get(at) != Some(&b' ') {
             return None;
@@ -200,8 +207,16 @@ fn street(b: &[u8], g: &Range<usize>) -> Option<usize> {
             if b.get(end) == Some(&b'.') {
                 end += 1;
             }
+            // `5000 Units SQ`, `12 Lead ST`, `6 Minute Walk Test`: a suffix
+            // in capitals after other words, or a word that is a suffix
+            // only sometimes, is a street only with a city after it
+            let caps_suffix = w.iter().all(u8::is_ascii_uppercase) && !caps_line;
+            if (caps_suffix || is_in(SOMETIMES_SUFFIXES, w)) && city_state_zip(b, end).is_none() {
+                return None;
+            }
             return Some(unit(b, end).unwrap_or(end));
         }
+        caps_line &= w.iter().all(u8::is_ascii_uppercase);
         if !is_in(DIRECTIONS, w) {
             names += 1;
         }
@@ -433,6 +448,28 @@ mod tests {
             found("at 9 Oak Park Avenue", Entity::Address),
             ["9 Oak Park Avenue"]
         );
+    }
+
+    #[test]
+    fn clinical_words_that_end_like_streets() {
+        for text in [
+            "Heparin 5000 Units SQ q8h",
+            "EKG: 12 Lead ST elevation in II",
+            "6 Minute Walk Test: 320 m",
+            "Resected 3 Axillary LN, all negative",
+        ] {
+            assert!(found(text, Entity::Address).is_empty(), "{text}");
+        }
+        assert_eq!(
+            found("12 MAIN ST", Entity::Address),
+            ["12 MAIN ST"],
+            "a line in capitals"
+        );
+        assert_eq!(
+            found("40 Elm Park, Springfield, IL 62704", Entity::Address),
+            ["40 Elm Park, Springfield, IL"]
+        );
+        assert_eq!(found("12 Oak St", Entity::Address), ["12 Oak St"]);
     }
 
     #[test]
