@@ -295,7 +295,7 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
         let value = &b[vstart..vend];
         let digits = value.iter().filter(|c| c.is_ascii_digit()).count();
         let plausible = if entity == Entity::Plate {
-            (2..=8).contains(&value.len()) && digits >= 1
+            (3..=8).contains(&value.len()) && digits >= 1
         } else {
             (4..=25).contains(&value.len()) && digits >= 2
         };
@@ -434,11 +434,12 @@ mod tests {
         // after it still belong to the value, and later cues are not read
         assert_eq!(
             found(
-                "Plate 4X and serial AB12CD, licence pending",
+                "Plate 4XY and serial AB12CD, licence pending",
                 Entity::Device
             ),
             ["AB12CD"]
         );
-        assert_eq!(found("Plate 4X and serial AB12CD", Entity::Plate), ["4X"]);
+        assert_eq!(found("Plate 4XY and serial AB12CD", Entity::Plate), ["4XY"]);
+        assert!(found("Blood agar plate 2A showed GPC", Entity::Plate).is_empty());
     }
 }
