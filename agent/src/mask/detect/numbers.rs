@@ -289,8 +289,12 @@ fn ipv4(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
     {
         end = g[i + 4].end;
     }
-    let version = word_cue_before(b, start, 10, VERSION_CUES);
-    if dotted && octets && !version && clear_before(b, start) && clear_after(b, end) {
+    if dotted
+        && octets
+        && clear_before(b, start)
+        && clear_after(b, end)
+        && !word_cue_before(b, start, 10, VERSION_CUES)
+    {
         out.push(Hit::new(start..end, Entity::Ip));
     }
 }
