@@ -145,5 +145,5 @@ mod tests {
     }
 
     const FLOOR_HIDDEN: usize = 125;
-    const FLOOR_UNCHANGED: usize = 86;
+    const FLOOR_UNCHANGED: usize = 85;
 }
