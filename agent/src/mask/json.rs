@@ -984,28 +984,14 @@ fn long_run(b: &[u8], i: usize, mut j: usize, short: usize) -> Option<usize> {
 
 /// Where in `block` the first byte that ends or breaks a plain run (a
 /// quote, a backslash or a control byte) is.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn first_stop(block: &[u8; 16]) -> Option<usize> {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-    // SAFETY: SSE2 is part of the x86-64 baseline (so these intrinsics are
-    // always available), and the load reads the 16 bytes of `block`
-    // (unaligned loads are allowed).
-    let mask = unsafe {
-        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
-        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
-        let slash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-        // c <= 0x1f exactly when min(c, 0x1f) == c
-        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, slash), control)) as u32
-    };
+    let mask = super::simd::string_stops(block);
     (mask != 0).then(|| mask.trailing_zeros() as usize)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn first_stop(block: &[u8; 16]) -> Option<usize> {
     first_stop_by_words(block)
@@ -1015,7 +1001,7 @@ fn first_stop(block: &[u8; 16]) -> Option<usize> {
 /// high bit of each byte that is zero after the xor (a quote or backslash)
 /// or below 0x20 is set: exact for the lowest such byte, which is all that
 /// is read.
-#[cfg(any(test, not(target_arch = "x86_64")))]
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 fn first_stop_by_words(block: &[u8; 16]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);

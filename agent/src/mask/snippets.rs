@@ -16,8 +16,7 @@ const SNIPPETS: &str = include_str!("../../data/clinical_snippets.json");
 #[derive(Debug, Deserialize)]
 struct Snippet {
     id: String,
-    /// `identifiers` (something must be masked) or `none`.
-    kind: String,
+    kind: Kind,
     text: String,
     /// Strings that must not survive masking.
     must: Vec<String>,
@@ -25,53 +24,63 @@ struct Snippet {
     keep: Vec<String>,
 }
 
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    /// Something in it must be masked.
+    Identifiers,
+    None,
+}
+
 fn snippets() -> Vec<Snippet> {
     serde_json::from_str(SNIPPETS).expect("data/clinical_snippets.json is valid")
 }
 
 /// How the safe-harbor profile does on the snippets.
+#[derive(Default)]
 struct Tally {
     with_ids: usize,
-    /// Snippets with identifiers where every `must` string is gone.
-    hidden: usize,
     without: usize,
-    /// PHI-free snippets left exactly as they were.
-    unchanged: usize,
     /// Snippets where a `keep` string was masked.
     over: usize,
+    /// Snippets with identifiers where a `must` string survived.
     leaked: Vec<String>,
+    /// PHI-free snippets that masking changed.
     altered: Vec<String>,
+}
+
+impl Tally {
+    /// Snippets with identifiers where every `must` string is gone.
+    fn hidden(&self) -> usize {
+        self.with_ids - self.leaked.len()
+    }
+
+    /// PHI-free snippets left exactly as they were.
+    fn unchanged(&self) -> usize {
+        self.without - self.altered.len()
+    }
 }
 
 fn tally() -> Tally {
     let masker = Masker::new(Profile::safe_harbor(), b"snippets".to_vec());
-    let mut t = Tally {
-        with_ids: 0,
-        hidden: 0,
-        without: 0,
-        unchanged: 0,
-        over: 0,
-        leaked: Vec::new(),
-        altered: Vec::new(),
-    };
+    let mut t = Tally::default();
     for s in snippets() {
         let out = masker.mask_text(&s.text).text;
         if s.keep.iter().any(|k| !out.contains(k.as_str())) {
             t.over += 1;
         }
-        if s.kind == "identifiers" {
-            t.with_ids += 1;
-            if s.must.iter().all(|m| !out.contains(m.as_str())) {
-                t.hidden += 1;
-            } else {
-                t.leaked.push(s.id);
+        match s.kind {
+            Kind::Identifiers => {
+                t.with_ids += 1;
+                if s.must.iter().any(|m| out.contains(m.as_str())) {
+                    t.leaked.push(s.id);
+                }
             }
-        } else {
-            t.without += 1;
-            if out == s.text {
-                t.unchanged += 1;
-            } else {
-                t.altered.push(s.id);
+            Kind::None => {
+                t.without += 1;
+                if out != s.text {
+                    t.altered.push(s.id);
+                }
             }
         }
     }
@@ -89,14 +98,14 @@ pub(crate) fn report() -> String {
     let _ = writeln!(
         r,
         "  with identifiers: {} of {} fully masked; still visible in {}",
-        t.hidden,
+        t.hidden(),
         t.with_ids,
         t.leaked.join(" ")
     );
     let _ = writeln!(
         r,
         "  without: {} of {} left unchanged; altered: {}",
-        t.unchanged,
+        t.unchanged(),
         t.without,
         t.altered.join(" ")
     );
@@ -116,12 +125,8 @@ mod tests {
             for l in s.must.iter().chain(&s.keep) {
                 assert!(s.text.contains(l.as_str()), "{}: {l:?}", s.id);
             }
-            assert_eq!(s.kind == "identifiers", !s.must.is_empty(), "{}", s.id);
-            assert!(
-                matches!(s.kind.as_str(), "identifiers" | "none"),
-                "{}",
-                s.id
-            );
+            // (a kind other than the two fails to parse)
+            assert_eq!(s.kind == Kind::Identifiers, !s.must.is_empty(), "{}", s.id);
         }
     }
 
@@ -131,15 +136,15 @@ mod tests {
     fn no_ground_is_lost() {
         let t = tally();
         assert!(
-            t.hidden >= FLOOR_HIDDEN,
+            t.hidden() >= FLOOR_HIDDEN,
             "{} < {FLOOR_HIDDEN}: {:?}",
-            t.hidden,
+            t.hidden(),
             t.leaked
         );
         assert!(
-            t.unchanged >= FLOOR_UNCHANGED,
+            t.unchanged() >= FLOOR_UNCHANGED,
             "{} < {FLOOR_UNCHANGED}: {:?}",
-            t.unchanged,
+            t.unchanged(),
             t.altered
         );
     }

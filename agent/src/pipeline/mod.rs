@@ -49,6 +49,18 @@ pub struct Outcome {
 /// What a connection's close record says when the agent failed on it.
 pub const INTERNAL_ERROR: &str = "error: internal (mcp-warden failed while serving this connection and closed it; its log has the panic)";
 
+impl Outcome {
+    /// An ending with no byte counts: before any byte was relayed, or
+    /// where the connection's counts were lost with it (a panic).
+    fn uncounted(outcome: String) -> Outcome {
+        Outcome {
+            outcome,
+            bytes_up: 0,
+            bytes_down: 0,
+        }
+    }
+}
+
 /// Serves one redirected client connection of an `mcp` endpoint. A panic
 /// (a bug) ends this connection alone, with [`INTERNAL_ERROR`] as its
 /// outcome, so that its close record is still written.
@@ -60,7 +72,24 @@ pub async fn serve(
     who: Who,
     tcp: TcpStream,
 ) -> Outcome {
-    unless_it_panics(serve_connection(rt, audit, transport, ca, who, tcp)).await
+    let served = async move {
+        let (io, sni): (conn::BoxIo, Option<String>) = match rt.client_tls {
+            ClientTls::Plain => (Box::new(tcp), None),
+            ClientTls::Terminate => match conn::accept_tls(tcp, ca, who.orig_dst).await {
+                Ok((io, name)) => (io, Some(name)),
+                Err(e) => return Outcome::uncounted(format!("client TLS: {e:#}")),
+            },
+        };
+        let mut connection = exchange::Connection::new(rt, audit, transport, who, io, sni);
+        let outcome = connection.run().await;
+        let (up, down) = connection.counts();
+        Outcome {
+            outcome,
+            bytes_up: up,
+            bytes_down: down,
+        }
+    };
+    unless_it_panics(served).await
 }
 
 /// `served`'s outcome, or [`INTERNAL_ERROR`] if it panics.
@@ -69,42 +98,7 @@ async fn unless_it_panics(served: impl Future<Output = Outcome>) -> Outcome {
         Ok(outcome) => outcome,
         Err(_) => {
             tracing::error!("a connection ended by a panic in the agent (see above)");
-            Outcome {
-                outcome: INTERNAL_ERROR.to_string(),
-                bytes_up: 0,
-                bytes_down: 0,
-            }
+            Outcome::uncounted(INTERNAL_ERROR.to_string())
         }
-    }
-}
-
-async fn serve_connection(
-    rt: Arc<EndpointRuntime>,
-    audit: AuditLog,
-    transport: Upstream,
-    ca: &LocalCa,
-    who: Who,
-    tcp: TcpStream,
-) -> Outcome {
-    let (io, sni): (conn::BoxIo, Option<String>) = match rt.client_tls {
-        ClientTls::Plain => (Box::new(tcp), None),
-        ClientTls::Terminate => match conn::accept_tls(tcp, ca, who.orig_dst).await {
-            Ok((io, name)) => (io, Some(name)),
-            Err(e) => {
-                return Outcome {
-                    outcome: format!("client TLS: {e:#}"),
-                    bytes_up: 0,
-                    bytes_down: 0,
-                };
-            }
-        },
-    };
-    let mut connection = exchange::Connection::new(rt, audit, transport, who, io, sni);
-    let outcome = connection.run().await;
-    let (up, down) = connection.counts();
-    Outcome {
-        outcome,
-        bytes_up: up,
-        bytes_down: down,
     }
 }

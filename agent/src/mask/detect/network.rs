@@ -2,7 +2,6 @@
 //! addresses (IPv4 is a digit-group format, in `numbers`).
 
 use std::net::Ipv6Addr;
-use std::ops::Range;
 
 use memchr::{memchr_iter, memchr2_iter};
 
@@ -118,8 +117,7 @@ fn urls(b: &[u8], out: &mut Hits) {
             done = end;
         }
     }
-    let found: Vec<Range<usize>> = out[first..].iter().map(|h| h.range.clone()).collect();
-    host_paths(b, &found, out);
+    host_paths(b, first, out);
 }
 
 /// Where a URL from `start` that runs to `end` really ends: trailing
@@ -151,13 +149,15 @@ const PATH_TLDS: &[&[u8]] = &[
 ];
 
 /// `facebook.com/jane.doe.5`: a host ending in one of [`PATH_TLDS`] right
-/// before a `/`, found from each slash; not inside a URL already `found`
-/// nor after `@`, `/` or `:` (an email, a path).
-fn host_paths(b: &[u8], found: &[Range<usize>], out: &mut Hits) {
+/// before a `/`, found from each slash; not inside a URL already found (the
+/// hits of `out` from `first` on) nor after `@`, `/` or `:` (an email, a
+/// path).
+fn host_paths(b: &[u8], first: usize, out: &mut Hits) {
     let host_byte = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
+    let found = first..out.len();
     let mut done = 0;
     for slash in memchr_iter(b'/', b) {
-        if slash < done || found.iter().any(|r| r.contains(&slash)) {
+        if slash < done || out[found.clone()].iter().any(|h| h.range.contains(&slash)) {
             continue;
         }
         let Some(tld) = PATH_TLDS
