@@ -8,10 +8,12 @@
 //! - an MCP `tools/call` with TLS on both sides: direct vs through the agent
 //!   vs through nginx doing the same job ([`mcp`]).
 //! - the masking engine beside Microsoft Presidio on the same labelled corpus:
-//!   recall, precision and MB/s ([`presidio`]; skipped without its venv).
+//!   recall, precision and MB/s ([`presidio`]; skipped without its venv),
+//!   and its MB/s beside a SIMD JSON parser reading the same bytes ([`parse`]).
 
 mod load;
 pub mod mcp;
+mod parse;
 pub mod presidio;
 
 use std::net::SocketAddr;
@@ -147,7 +149,10 @@ pub fn engines() -> Result<()> {
         dir.path().display(),
         mcp_warden::audit::bench::bench_report(dir.path())
     );
-    println!("\nmasking engine\n{}", mcp_warden::mask::bench_report());
+    println!(
+        "\nmasking engine\n{}",
+        mcp_warden::mask::bench_report(Some(&parse::baseline()))
+    );
     presidio::report()
 }
 
@@ -155,7 +160,10 @@ pub fn engines() -> Result<()> {
 /// fixed workload over its corpus for a profiler.
 pub fn mask(kind: Option<&str>, rounds: Option<usize>) -> Result<()> {
     match rounds {
-        None => println!("{}", mcp_warden::mask::bench_report()),
+        None => println!(
+            "{}",
+            mcp_warden::mask::bench_report(Some(&parse::baseline()))
+        ),
         Some(n) => {
             let masked = mcp_warden::mask::corpus::workload(kind, n).map_err(anyhow::Error::msg)?;
             println!("{masked} bytes of masked output");
