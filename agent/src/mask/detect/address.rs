@@ -91,6 +91,60 @@ const STATES: &[&str] = &[
     "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
     "WV", "WI", "WY", "PR", "GU", "VI", "AS", "MP",
 ];
+/// States' names as written after a city (`Springfield, Illinois`).
+const STATE_NAMES: &[&str] = &[
+    "Alabama",
+    "Alaska",
+    "Arizona",
+    "Arkansas",
+    "California",
+    "Colorado",
+    "Connecticut",
+    "Delaware",
+    "Florida",
+    "Georgia",
+    "Hawaii",
+    "Idaho",
+    "Illinois",
+    "Indiana",
+    "Iowa",
+    "Kansas",
+    "Kentucky",
+    "Louisiana",
+    "Maine",
+    "Maryland",
+    "Massachusetts",
+    "Michigan",
+    "Minnesota",
+    "Mississippi",
+    "Missouri",
+    "Montana",
+    "Nebraska",
+    "Nevada",
+    "New Hampshire",
+    "New Jersey",
+    "New Mexico",
+    "New York",
+    "North Carolina",
+    "North Dakota",
+    "Ohio",
+    "Oklahoma",
+    "Oregon",
+    "Pennsylvania",
+    "Rhode Island",
+    "South Carolina",
+    "South Dakota",
+    "Tennessee",
+    "Texas",
+    "Utah",
+    "Vermont",
+    "Virginia",
+    "Washington",
+    "West Virginia",
+    "Wisconsin",
+    "Wyoming",
+    "Puerto Rico",
+];
 /// State codes that are also degrees or words (`John Smith, MD`, `PA`):
 /// after a bare city they count only with a ZIP.
 const AMBIGUOUS_STATES: &[&str] = &[
@@ -106,19 +160,73 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
             continue;
         }
         if let Some(end) = street(b, g) {
-            let (end, zip) = city_state_zip(b, end).map_or((end, None), |(e, z)| (e, z));
+            let (end, zip) = match city_state_zip(b, end) {
+                Some((e, z)) => (e, z),
+                None => (city_after_street(b, end).unwrap_or(end), None),
+            };
             out.push(Hit::new(g.start..end, Entity::Address));
             out.extend(zip.map(|z| Hit::new(z, Entity::Zip)));
             covered = end;
         } else if g.len() == 5
-            && (cue_before(b, g.start, 14, ZIP_CUES) || state_before(b, g.start))
             && let Some(z) = zip_at(b, g.start)
         {
-            out.push(Hit::new(z, Entity::Zip));
+            if let Some(city) = city_before_zip(b, g.start) {
+                out.push(Hit::new(city, Entity::Address));
+                out.push(Hit::new(z, Entity::Zip));
+            } else if cue_before(b, g.start, 14, ZIP_CUES) || state_before(b, g.start) {
+                out.push(Hit::new(z, Entity::Zip));
+            }
         }
     }
     po_boxes(b, out);
     bare_city_state(b, out);
+    counties(b, out);
+    streets_after_residence(b, out);
+}
+
+/// The city before a ZIP at `zip`: `Boston MA 02134` (the city and the
+/// state), or `moved to Boston 02118` after a word that places someone.
+fn city_before_zip(b: &[u8], zip: usize) -> Option<Range<usize>> {
+    if state_before(b, zip) {
+        let state_end = zip - 1;
+        return city_before(b, zip - 4).map(|start| start..state_end);
+    }
+    let end = zip.checked_sub(1).filter(|&e| b[e] == b' ')?;
+    city_before(b, end)
+        .filter(|&start| place_word_before(b, start))
+        .map(|start| start..end)
+}
+
+/// After a street, a city with no state: `, Brookline.`, ` Cambridge` at the
+/// end of a line. One to three capitalised words that are not English words,
+/// then the end, a line break or a stop: the end of the city.
+fn city_after_street(b: &[u8], end: usize) -> Option<usize> {
+    let mut at = end;
+    if b.get(at) == Some(&b',') {
+        at += 1;
+    }
+    for _ in 0..3 {
+        if b.get(at) != Some(&b' ') {
+            return None;
+        }
+        let w_end = word_end(b, at + 1);
+        let w = &b[at + 1..w_end];
+        if !capitalised(w) || is_state_code(w) || is_in(DIRECTIONS, w) || plain_english(w) {
+            return None;
+        }
+        at = w_end;
+        if b.get(at)
+            .is_none_or(|c| matches!(c, b'.' | b',' | b';' | b'\n' | b'\r' | b')'))
+        {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Whether the ASCII word `w` is an English word that is not a name.
+fn plain_english(w: &[u8]) -> bool {
+    std::str::from_utf8(w).is_ok_and(super::names::is_plain_english)
 }
 
 /// A word of ASCII letters at `at`: its end.
@@ -135,8 +243,7 @@ fn word_end(b: &[u8], at: usize) -> usize {
 fn state_before(b: &[u8], at: usize) -> bool {
     at >= 3
         && b[at - 1] == b' '
-        && b[at - 3..at - 1].iter().all(u8::is_ascii_uppercase)
-        && is_in(STATES, &b[at - 3..at - 1])
+        && is_state_code(&b[at - 3..at - 1])
         && (at == 3 || !b[at - 4].is_ascii_alphanumeric())
 }
 
@@ -153,6 +260,11 @@ fn place_word_before(b: &[u8], at: usize) -> bool {
         s -= 1;
     }
     is_in(PLACE_WORDS, &b[s..end])
+}
+
+/// A USPS code in capitals (`MA`, not `ma`).
+fn is_state_code(w: &[u8]) -> bool {
+    w.len() == 2 && w.iter().all(u8::is_ascii_uppercase) && is_in(STATES, w)
 }
 
 fn is_in(list: &[&str], w: &[u8]) -> bool {
@@ -271,10 +383,18 @@ fn city_state_zip(b: &[u8], end: usize) -> Option<(usize, Option<Range<usize>>)>
         return None;
     }
     at += 1;
-    for _ in 0..3 {
+    for words in 0..3 {
         let w_end = word_end(b, at);
         if w_end == at || !capitalised(&b[at..w_end]) {
             return None;
+        }
+        // `Boston MA 02134`: a state code with no comma before a ZIP
+        if words > 0
+            && b.get(w_end) == Some(&b' ')
+            && is_state_code(&b[at..w_end])
+            && let Some(zip) = zip_at(b, w_end + 1)
+        {
+            return Some((w_end, Some(zip)));
         }
         at = w_end;
         match b.get(at..at + 2) {
@@ -288,10 +408,7 @@ fn city_state_zip(b: &[u8], end: usize) -> Option<(usize, Option<Range<usize>>)>
     }
     let st = at + 2;
     let st_end = word_end(b, st);
-    if st_end - st != 2
-        || !is_in(STATES, &b[st..st_end])
-        || !b[st..st_end].iter().all(u8::is_ascii_uppercase)
-    {
+    if !is_state_code(&b[st..st_end]) {
         return None;
     }
     let zip = (b.get(st_end) == Some(&b' '))
@@ -323,6 +440,7 @@ fn po_boxes(b: &[u8], out: &mut Hits) {
             .iter()
             .find(|p| q >= p.len() && b[q - p.len()..q].eq_ignore_ascii_case(p))
             .map(|p| q - p.len())
+            .or_else(|| rural_route_before(b, q))
         else {
             continue;
         };
@@ -340,33 +458,40 @@ fn po_boxes(b: &[u8], out: &mut Hits) {
     }
 }
 
-/// `Boston, MA 02118` or `Springfield, IL` where no street precedes: the city
-/// (one to three capitalised words) and state as an address, the ZIP as a ZIP.
+/// `RR 2 ` or `Rural Route 2 ` (or a highway contract route, `HC 3 `) right
+/// before a box at `at`: where the route starts.
+fn rural_route_before(b: &[u8], at: usize) -> Option<usize> {
+    let sp = at.checked_sub(1).filter(|&sp| b[sp] == b' ')?;
+    let mut d = sp;
+    while d > 0 && b[d - 1].is_ascii_digit() {
+        d -= 1;
+    }
+    let route_end = d.checked_sub(1).filter(|&e| e < sp && b[e] == b' ')?;
+    ["RR", "R.R.", "Rural Route", "HC"]
+        .iter()
+        .find(|r| b[..route_end].ends_with(r.as_bytes()))
+        .map(|r| route_end - r.len())
+        .filter(|&s| s == 0 || !b[s - 1].is_ascii_alphanumeric())
+}
+
+/// `Boston, MA 02118`, `Springfield, IL` or `Springfield, Illinois` where no
+/// street precedes: the city (one to three capitalised words) and state as
+/// an address, the ZIP as a ZIP.
 fn bare_city_state(b: &[u8], out: &mut Hits) {
     for p in occurrences(b, b", ", 0) {
         let st = p + 2;
-        let st_end = word_end(b, st);
-        if st_end - st != 2
-            || !b[st..st_end].iter().all(u8::is_ascii_uppercase)
-            || !is_in(STATES, &b[st..st_end])
-        {
+        let Some(st_end) = state_at(b, st) else {
             continue;
-        }
+        };
         if b.get(st_end).is_some_and(|c| c.is_ascii_alphanumeric()) {
             continue;
         }
+        let code = st_end - st == 2;
         let zip = (b.get(st_end) == Some(&b' '))
             .then(|| zip_at(b, st_end + 1))
             .flatten();
-        let ambiguous = zip.is_none() && is_in(AMBIGUOUS_STATES, &b[st..st_end]);
-        let word_before = |end: usize| {
-            let mut s = end;
-            while s > 0 && b[s - 1].is_ascii_alphabetic() {
-                s -= 1;
-            }
-            (s < end && capitalised(&b[s..end])).then_some(s)
-        };
-        let Some(mut start) = word_before(p) else {
+        let ambiguous = code && zip.is_none() && is_in(AMBIGUOUS_STATES, &b[st..st_end]);
+        let Some(start) = city_before(b, p) else {
             continue;
         };
         // capitals alone before the comma are mostly abbreviations
@@ -383,19 +508,135 @@ fn bare_city_state(b: &[u8], out: &mut Hits) {
         if ambiguous && !place_word_before(b, start) {
             continue;
         }
-        // up to three words of a city, but not the word placing it
-        for _ in 1..3 {
-            match start
-                .checked_sub(1)
-                .filter(|&sp| b[sp] == b' ')
-                .and_then(|sp| word_before(sp).map(|s| (s, sp)))
-            {
-                Some((s, sp)) if !is_in(PLACE_WORDS, &b[s..sp]) => start = s,
-                _ => break,
-            }
+        // before a state's name, a word that is not English (`Pain, Georgia`)
+        if !code && plain_english(&b[word_start(b, p)..p]) {
+            continue;
         }
         out.push(Hit::new(start..st_end, Entity::Address));
         out.extend(zip.map(|z| Hit::new(z, Entity::Zip)));
+    }
+}
+
+/// A state code in capitals or a state's name at `at`: where it ends.
+fn state_at(b: &[u8], at: usize) -> Option<usize> {
+    let end = word_end(b, at);
+    if is_state_code(&b[at..end]) {
+        return Some(end);
+    }
+    STATE_NAMES
+        .iter()
+        .find(|name| b[at..].starts_with(name.as_bytes()))
+        .map(|name| at + name.len())
+        .filter(|&e| b.get(e).is_none_or(|c| !c.is_ascii_alphabetic()))
+}
+
+/// Where the ASCII word ending at `end` starts.
+fn word_start(b: &[u8], end: usize) -> usize {
+    let mut s = end;
+    while s > 0 && b[s - 1].is_ascii_alphabetic() {
+        s -= 1;
+    }
+    s
+}
+
+/// One to three capitalised words ending at `end`, not counting a word that
+/// places them (`in`, `from`): where they start, as a city.
+fn city_before(b: &[u8], end: usize) -> Option<usize> {
+    let capitalised_before = |end: usize| {
+        let s = word_start(b, end);
+        (s < end && capitalised(&b[s..end])).then_some(s)
+    };
+    let mut start = capitalised_before(end)?;
+    for _ in 1..3 {
+        match start
+            .checked_sub(1)
+            .filter(|&sp| b[sp] == b' ')
+            .and_then(|sp| capitalised_before(sp).map(|s| (s, sp)))
+        {
+            Some((s, sp)) if !is_in(PLACE_WORDS, &b[s..sp]) => start = s,
+            _ => break,
+        }
+    }
+    Some(start)
+}
+
+/// `Middlesex County`, `Orleans Parish`: one or two capitalised words and
+/// the word for a county, which Safe Harbor removes like a city.
+fn counties(b: &[u8], out: &mut Hits) {
+    for word in [&b" County"[..], b" Parish"] {
+        for p in occurrences(b, word, 1) {
+            let end = p + word.len();
+            if b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
+                continue;
+            }
+            let s = word_start(b, p);
+            if s == p || !capitalised(&b[s..p]) || plain_english(&b[s..p]) {
+                continue;
+            }
+            let start = s
+                .checked_sub(1)
+                .filter(|&sp| b[sp] == b' ')
+                .map(|sp| word_start(b, sp))
+                .filter(|&s2| {
+                    let w = &b[s2..s - 1];
+                    capitalised(w) && !is_in(PLACE_WORDS, w) && !plain_english(w)
+                })
+                .unwrap_or(s);
+            out.push(Hit::new(start..end, Entity::Address));
+        }
+    }
+}
+
+/// Verbs that say someone lives at the street after `at` or `on`: after
+/// them a street may be written in lower case (`resides at 33 main st`) or
+/// without a number (`lives on Elm Street`).
+const RESIDENCE_VERBS: &[&str] = &["lives", "living", "resides", "residing"];
+
+/// Streets after a [`RESIDENCE_VERBS`] verb and `at` or `on` that [`street`]
+/// does not take: up to four words of any case and a street suffix, after a
+/// house number, or capitalised words and a suffix without one.
+fn streets_after_residence(b: &[u8], out: &mut Hits) {
+    let prepositions = occurrences(b, b" at ", 2).chain(occurrences(b, b" on ", 2));
+    for p in prepositions {
+        if !is_in(RESIDENCE_VERBS, &b[word_start(b, p)..p]) {
+            continue;
+        }
+        let start = p + 4;
+        let mut at = start;
+        let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 6 {
+            continue;
+        }
+        if digits > 0 {
+            if b.get(at + digits) != Some(&b' ') {
+                continue;
+            }
+            at += digits + 1;
+        }
+        let mut end = None;
+        for words in 0..5 {
+            let w_end = word_end(b, at);
+            let w = &b[at..w_end];
+            if w.is_empty() || (digits == 0 && !capitalised(w)) {
+                break;
+            }
+            if words > 0 && is_in(STREET_SUFFIXES, w) && clear_after(b, w_end) {
+                let e = if b.get(w_end) == Some(&b'.') {
+                    w_end + 1
+                } else {
+                    w_end
+                };
+                end = Some(unit(b, e).unwrap_or(e));
+                break;
+            }
+            if b.get(w_end) != Some(&b' ') {
+                break;
+            }
+            at = w_end + 1;
+        }
+        if let Some(end) = end {
+            out.push(Hit::new(start..end, Entity::Address));
+        }
     }
 }
 
@@ -516,6 +757,62 @@ mod tests {
             found("BOSTON, MA 02118", Entity::Address),
             ["BOSTON, MA"],
             "capitals with a ZIP are still a city"
+        );
+    }
+
+    #[test]
+    fn cities_without_a_comma_a_state_or_a_street_number() {
+        for (text, address) in [
+            (
+                "Home: 1200 Commonwealth Avenue #4, Boston MA 02134",
+                "1200 Commonwealth Avenue #4, Boston MA",
+            ),
+            (
+                "Discharged home to 500 Washington Street, Brookline.",
+                "500 Washington Street, Brookline",
+            ),
+            (
+                "Lives at 77 Mass Ave Suite 210 Cambridge",
+                "77 Mass Ave Suite 210 Cambridge",
+            ),
+            (
+                "Moved here from Springfield, Illinois last year.",
+                "Springfield, Illinois",
+            ),
+            ("Resident of Middlesex County.", "Middlesex County"),
+            ("Follow up at Cook County Hospital", "Cook County"),
+            ("Ship supplies to RR 2 Box 14, Athol", "RR 2 Box 14"),
+            ("pt resides at 33 main st apt 2 w/ son", "33 main st apt 2"),
+            ("Lives on Elm Street with two cats.", "Elm Street"),
+        ] {
+            assert!(
+                found(text, Entity::Address).contains(&address),
+                "{text}: {:?}",
+                found(text, Entity::Address)
+            );
+        }
+        assert_eq!(found("Boston MA 02134", Entity::Address), ["Boston MA"]);
+        assert_eq!(
+            found("Moved to Boston 02118 last", Entity::Address),
+            ["Boston"]
+        );
+        assert_eq!(found("Moved to Boston 02118 last", Entity::Zip), ["02118"]);
+        for near_miss in [
+            "He lives at home with his wife on the first floor.",
+            "Seen at 10 am on Main Street rounds.",
+            "She was living on disability.",
+            "Pain, Georgia peach allergy.",
+            "The County health department.",
+            "Dose 40 units 12345 given",
+            "Lot 12 Box 14 of gloves",
+        ] {
+            assert!(found(near_miss, Entity::Address).is_empty(), "{near_miss}");
+            assert!(found(near_miss, Entity::Zip).is_empty(), "{near_miss}");
+        }
+        assert_eq!(
+            found("Lives at 12 Main St, Pt reports pain.", Entity::Address),
+            ["12 Main St"],
+            "a city is not followed by more words"
         );
     }
 

@@ -243,6 +243,13 @@ fn flags(word: &str) -> Flags {
         .unwrap_or_default()
 }
 
+/// Whether `word` is an English word that is not a name (`hospice`, `with`):
+/// what a capitalised word after an address is not, if it is a city.
+pub(crate) fn is_plain_english(word: &str) -> bool {
+    let f = flags(word);
+    f.english || f.stop
+}
+
 /// The ASCII letter a Latin letter is written as without its accent.
 fn fold(c: char) -> Option<u8> {
     if c.is_ascii() {
