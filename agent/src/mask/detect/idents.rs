@@ -195,6 +195,19 @@ const CUES: &[(&str, Entity)] = &[
     ("medicaid number", Entity::Mbi),
     ("medicaid", Entity::Mbi),
     ("mbr id", Entity::Mbi),
+    // states' Medicaid plans, named as their cards name them
+    ("masshealth", Entity::Mbi),
+    ("medi-cal", Entity::Mbi),
+    ("tenncare", Entity::Mbi),
+    ("badgercare", Entity::Mbi),
+    ("soonercare", Entity::Mbi),
+    // a bare `ID` names an identifier only before a long number (below)
+    ("id", Entity::Mrn),
+    ("ssn", Entity::Ssn),
+    ("ss#", Entity::Ssn),
+    ("social security number", Entity::Ssn),
+    ("social security no", Entity::Ssn),
+    ("social security", Entity::Ssn),
     ("subscriber #", Entity::Mbi),
     ("subscriber number", Entity::Mbi),
     ("member", Entity::Mbi),
@@ -281,24 +294,49 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
         }
         let entity = CUES[m.pattern().as_usize()].1.clone();
         let vstart = skip_filler(b, end);
-        let mut vend = vstart;
-        while vend < b.len()
-            && (b[vend].is_ascii_alphanumeric()
-                || (b[vend] == b'-' && vend + 1 < b.len() && b[vend + 1].is_ascii_alphanumeric()))
-        {
-            vend += 1;
-        }
+        let vend = value_end(b, vstart);
         let value = &b[vstart..vend];
         let digits = value.iter().filter(|c| c.is_ascii_digit()).count();
-        let plausible = if entity == Entity::Plate {
-            (3..=8).contains(&value.len()) && digits >= 1
-        } else {
-            (4..=25).contains(&value.len()) && digits >= 2
+        let bare_id = end - start == 2;
+        let plausible = match entity {
+            Entity::Plate => (3..=8).contains(&value.len()) && digits >= 1,
+            // `last 4 of SSN 3390`, or a whole one the SSN rule may not take
+            Entity::Ssn => digits == 4 || digits == 9,
+            _ if bare_id => (6..=25).contains(&value.len()) && digits >= 6,
+            _ => (4..=25).contains(&value.len()) && digits >= 2,
         };
         if plausible {
             out.push(Hit::new(vstart..vend, entity));
         }
     }
+}
+
+/// Where a labelled value starting at `at` ends: letters, digits and inner
+/// dashes, and a second group of three to five digits after one space when
+/// the first is a short group of digits (`MRN 482 9134`).
+fn value_end(b: &[u8], at: usize) -> usize {
+    let run_end = |mut e: usize| {
+        while e < b.len()
+            && (b[e].is_ascii_alphanumeric()
+                || (b[e] == b'-' && b.get(e + 1).is_some_and(u8::is_ascii_alphanumeric)))
+        {
+            e += 1;
+        }
+        e
+    };
+    let end = run_end(at);
+    let short_digits = (3..=4).contains(&(end - at)) && b[at..end].iter().all(u8::is_ascii_digit);
+    if short_digits && b.get(end) == Some(&b' ') {
+        let next = end + 1;
+        let digits = b[next..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if (3..=5).contains(&digits)
+            && b.get(next + digits)
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
+        {
+            return next + digits;
+        }
+    }
+    end
 }
 
 #[cfg(test)]
@@ -437,5 +475,34 @@ mod tests {
         );
         assert_eq!(found("Plate 4XY and serial AB12CD", Entity::Plate), ["4XY"]);
         assert!(found("Blood agar plate 2A showed GPC", Entity::Plate).is_empty());
+    }
+
+    #[test]
+    fn grouped_numbers_medicaid_plans_bare_ids_and_partial_ssns() {
+        assert_eq!(
+            found("MRN 482 9134 (old system)", Entity::Mrn),
+            ["482 9134"]
+        );
+        assert_eq!(found("MRN 4829134 100 mg", Entity::Mrn), ["4829134"]);
+        assert_eq!(
+            found("MRN 482 91 days", Entity::Mrn),
+            Vec::<&str>::new(),
+            "a group too short to join, and 482 alone is too short"
+        );
+        assert_eq!(
+            found("MassHealth ID 100012345678 pending", Entity::Mbi),
+            ["100012345678"]
+        );
+        assert_eq!(
+            found("ID 100012345678 on file", Entity::Mrn),
+            ["100012345678"]
+        );
+        assert!(found("per ID 2019 guidelines", Entity::Mrn).is_empty());
+        assert!(found("BCx from 2/14 grew MSSA; ID following.", Entity::Mrn).is_empty());
+        assert_eq!(
+            found("verified with last 4 of SSN 3390 and DOB", Entity::Ssn),
+            ["3390"]
+        );
+        assert!(found("SSN on file, 12 copies", Entity::Ssn).is_empty());
     }
 }
