@@ -424,9 +424,54 @@ fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
             && rest.get(s.len()).is_none_or(|c| !c.is_ascii_alphanumeric())
     });
     let cued = clear_after(b, g.end) && cue_before(b, g.start, 10, AGE_CUES);
-    if suffixed || cued || age_and_sex(b, g) {
+    if suffixed || cued || age_and_sex(b, g) || age_after_subject(b, g) {
         out.push(Hit::new(g.clone(), Entity::Age));
+    } else if v == 90 && rest.first() == Some(&b's') && clear_after(b, g.end + 1) {
+        // `in her late 90s`: a decade of someone's life, not `sats in the 90s`
+        let owned = DECADE_OWNERS.iter().any(|o| phrase_before(b, g.start, o))
+            || ["early ", "mid ", "late "].iter().any(|q| {
+                phrase_before(b, g.start, q)
+                    && DECADE_OWNERS
+                        .iter()
+                        .any(|o| phrase_before(b, g.start - q.len(), o))
+            });
+        if owned {
+            out.push(Hit::new(g.start..g.end + 1, Entity::Age));
+        }
     }
+}
+
+/// Who is said to be an age right before it (`He is 97 and still drives`).
+const AGE_SUBJECTS: &[&str] = &["he is ", "she is ", "pt is ", "patient is ", "who is "];
+/// Words after `he is 97` that make the number a measure (`she is 98%`,
+/// `he is 95 kg`, `pt is 92 on RA`).
+const MEASURE_AFTER: &[&str] = &[
+    "%", "percent", "kg", "kgs", "lb", "lbs", "pounds", "f", "c", "degrees", "bpm", "mmhg", "on",
+    "in", "mg", "cm", "inches", "over", "/",
+];
+/// Whose decade `90s` is (`her late 90s`).
+const DECADE_OWNERS: &[&str] = &["her ", "his ", "their "];
+
+/// An age right after [`AGE_SUBJECTS`] and not before a unit.
+fn age_after_subject(b: &[u8], g: &Range<usize>) -> bool {
+    if !AGE_SUBJECTS.iter().any(|s| phrase_before(b, g.start, s)) {
+        return false;
+    }
+    let rest = &b[g.end..];
+    let next = rest.strip_prefix(b" ").unwrap_or(rest);
+    let measured = MEASURE_AFTER.iter().any(|m| {
+        next.len() >= m.len()
+            && next[..m.len()].eq_ignore_ascii_case(m.as_bytes())
+            && next.get(m.len()).is_none_or(|c| !c.is_ascii_alphabetic())
+    });
+    clear_after(b, g.end) && !measured
+}
+
+/// Whether the (lower-case) `phrase` ends right at `at` and starts a word.
+fn phrase_before(b: &[u8], at: usize, phrase: &str) -> bool {
+    at >= phrase.len()
+        && b[at - phrase.len()..at].eq_ignore_ascii_case(phrase.as_bytes())
+        && (at == phrase.len() || !b[at - phrase.len() - 1].is_ascii_alphabetic())
 }
 
 #[cfg(test)]
@@ -610,6 +655,24 @@ mod tests {
             "89 is allowed"
         );
         assert!(found("took 95 mg", Entity::Age).is_empty());
+        assert_eq!(found("He is 97 and still drives", Entity::Age), ["97"]);
+        assert_eq!(found("The patient is 101.", Entity::Age), ["101"]);
+        for measure in [
+            "she is 98% on RA",
+            "he is 95 kg",
+            "pt is 92 on 2L",
+            "she is 98.6 F",
+            "he is 90/60",
+        ] {
+            assert!(found(measure, Entity::Age).is_empty(), "{measure}");
+        }
+        assert_eq!(
+            found("Pt in her late 90s, lives with son", Entity::Age),
+            ["90s"]
+        );
+        assert_eq!(found("in his 90s", Entity::Age), ["90s"]);
+        assert!(found("sats in the low 90s", Entity::Age).is_empty());
+        assert!(found("SBP in the 90s overnight", Entity::Age).is_empty());
         assert!(found("93 yogurt", Entity::Age).is_empty());
     }
 }
