@@ -17,6 +17,21 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// A GS1 number (GTIN-14, as in a UDI's device identifier): its last digit
+/// is the check digit of weights 3, 1, 3 ... counted from the right.
+pub(crate) fn gs1(digits: &[u8]) -> bool {
+    let Some((check, body)) = digits.split_last() else {
+        return false;
+    };
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| u32::from(d - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    (10 - sum % 10) % 10 == u32::from(check - b'0')
+}
+
 /// Payment card: Luhn plus a known issuer prefix for the length, which keeps
 /// random long numbers (one in ten passes Luhn) out.
 pub(crate) fn card(digits: &[u8]) -> bool {
@@ -248,6 +263,13 @@ pub(crate) fn iban(id: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gs1_check_digits() {
+        assert!(gs1(b"00643169007222"));
+        assert!(!gs1(b"00643169007223"));
+        assert!(gs1(b"10614141000415"), "a GTIN-14 under GS1's example company prefix");
+    }
 
     #[test]
     fn luhn_and_cards() {

@@ -42,6 +42,11 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
                 out.push(Hit::new(t.clone(), Entity::Dea))
             }
             4 => dashed_mbi(b, &t, out),
+            14 if checksum::gs1(tok) && t.start >= 4 && &b[t.start - 4..t.start] == b"(01)" => out
+                .push(Hit::new(
+                    t.start - 4..gs1_chain_end(b, t.end),
+                    Entity::Device,
+                )),
             _ => {}
         }
         iban(b, &t, out);
@@ -51,6 +56,26 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
     if let Some(last) = groups.last() {
         labelled(&b[..last.end], b, out);
     }
+}
+
+/// A UDI in GS1's form, `(01)` and the device's GTIN then more `(NN)`
+/// fields (expiry, lot, serial): where its last field ends.
+fn gs1_chain_end(b: &[u8], mut end: usize) -> usize {
+    while let Some(field) = b.get(end..end + 4)
+        && field[0] == b'('
+        && field[1..3].iter().all(u8::is_ascii_digit)
+        && field[3] == b')'
+    {
+        let value = b[end + 4..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .count();
+        if value == 0 {
+            break;
+        }
+        end += 4 + value;
+    }
+    end
 }
 
 /// The maximal run of ASCII letters and digits holding `g`.
@@ -475,6 +500,18 @@ mod tests {
         );
         assert_eq!(found("Plate 4XY and serial AB12CD", Entity::Plate), ["4XY"]);
         assert!(found("Blood agar plate 2A showed GPC", Entity::Plate).is_empty());
+    }
+
+    #[test]
+    fn udis_in_gs1_form() {
+        assert_eq!(
+            found(
+                "Implant UDI (01)00643169007222(17)250128(21)SN44123 recorded.",
+                Entity::Device
+            ),
+            ["(01)00643169007222(17)250128(21)SN44123"]
+        );
+        assert!(found("ref (01)00643169007223 bad check digit", Entity::Device).is_empty());
     }
 
     #[test]
