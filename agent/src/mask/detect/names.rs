@@ -250,6 +250,12 @@ pub(crate) fn is_plain_english(word: &str) -> bool {
     f.english || f.stop
 }
 
+/// Whether `word` is in the English word list (`los`, a stop word for
+/// names, is not).
+pub(crate) fn is_english(word: &str) -> bool {
+    flags(word).english
+}
+
 /// The ASCII letter a Latin letter is written as without its accent.
 fn fold(c: char) -> Option<u8> {
     if c.is_ascii() {
@@ -397,6 +403,13 @@ fn cue_gap(gap: &str) -> bool {
             .all(|c| matches!(c, ' ' | ':' | ',' | '.' | '-'))
 }
 
+/// Capitals in its first two letters (`ASA`, `QTc`): an abbreviation's
+/// shape, not a name's (`McNeil`, `DeLuca` have a small second letter).
+fn acronym(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.len() >= 2 && b[0].is_ascii_uppercase() && b[1].is_ascii_uppercase()
+}
+
 fn sentence_start(text: &str, w: &Range<usize>) -> bool {
     let before = text[..w.start].trim_end_matches([' ', '"', '\'', '(', '*', '-', '\t']);
     before.is_empty() || before.ends_with(['.', '!', '?', '\n', ':', ';', '|', '>'])
@@ -444,7 +457,8 @@ fn name_at(
                 flags(&text[words[p].clone()])
             }
         });
-    let titled = cue.is_some_and(|c| c.title);
+    // a title is not followed by a comma (`Echo: MR, AR mild` is valves)
+    let titled = cue.is_some_and(|c| c.title) && !text[..words[k].start].ends_with(", ");
     let strong_cue = cue.is_some_and(|c| c.strong_cue);
     let weak_cue = cue.is_some_and(|c| c.weak_cue);
     // After a cue, a stop word the dictionaries hold may be part of the name.
@@ -518,6 +532,9 @@ fn name_at(
         (first.given && (surname || !first.common))
             || (first.given && any_surname && !sentence_start(text, &words[k]))
             || (initial(text, &words[k]) && run[run.len() - 1].flags.strong())
+    } else if acronym(&text[words[k].clone()]) {
+        // alone and uncued, `ASA`, `ANA`, `QTc` are abbreviations
+        false
     } else if first.given && !first.common {
         true
     } else {
