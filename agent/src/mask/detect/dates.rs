@@ -3,7 +3,10 @@
 
 use std::ops::Range;
 
-use super::scan::{between, clear_after, clear_before, cue_before, word_cue_before};
+use super::scan::{
+    between, clear_after, clear_before, cue_before, is_in, phrase_before, word_cue_before,
+    word_start,
+};
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
@@ -250,11 +253,31 @@ fn numeric(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
             && c.len() <= 2
             && valid(2, 0, va, vc)
             && word_cue_before(b, a.start, 12, DAY_MONTH_CUES)
-            && !amount_after(b, c.end);
+            && !amount_after(b, c.end)
+            && !secondary_to(b, a, c);
         if (month_year || day_month) && clear_after(b, c.end) {
             out.push(Hit::new(a.start..c.end, Entity::Date));
         }
     }
+}
+
+/// Words after a `2/2` that keep it a date (`seen 2/2 at noon`); before
+/// any other word it is shorthand for "secondary to" (`admitted 2/2 CAP`).
+const DATE_FOLLOWERS: &[&str] = &[
+    "at", "and", "or", "for", "in", "on", "to", "with", "by", "via", "per", "was", "were", "the",
+    "a", "an", "until", "through", "thru", "when", "after", "before", "from", "pm", "am",
+];
+
+/// `2/2` and a word that is not one of [`DATE_FOLLOWERS`].
+fn secondary_to(b: &[u8], a: &Range<usize>, c: &Range<usize>) -> bool {
+    if &b[a.start..c.end] != b"2/2" {
+        return false;
+    }
+    let Some(rest) = b.get(c.end..).and_then(|r| r.strip_prefix(b" ")) else {
+        return false;
+    };
+    let n = rest.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    n > 0 && !is_in(DATE_FOLLOWERS, &rest[..n])
 }
 
 /// A space and one of [`AMOUNT_AFTER`] (a whole word) at `at`.
@@ -263,9 +286,7 @@ fn amount_after(b: &[u8], at: usize) -> bool {
         return false;
     };
     let n = rest.iter().take_while(|c| c.is_ascii_alphabetic()).count();
-    AMOUNT_AFTER
-        .iter()
-        .any(|w| rest[..n].eq_ignore_ascii_case(w.as_bytes()))
+    is_in(AMOUNT_AFTER, &rest[..n])
 }
 
 /// A capitalised or upper-case month name or abbreviation.
@@ -424,55 +445,48 @@ fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
             && rest.get(s.len()).is_none_or(|c| !c.is_ascii_alphanumeric())
     });
     let cued = clear_after(b, g.end) && cue_before(b, g.start, 10, AGE_CUES);
-    if suffixed || cued || age_and_sex(b, g) || age_after_subject(b, g) {
+    if suffixed || cued || age_and_sex(b, g) {
         out.push(Hit::new(g.clone(), Entity::Age));
     } else if v == 90 && rest.first() == Some(&b's') && clear_after(b, g.end + 1) {
-        // `in her late 90s`: a decade of someone's life, not `sats in the 90s`
-        let owned = DECADE_OWNERS.iter().any(|o| phrase_before(b, g.start, o))
-            || ["early ", "mid ", "late "].iter().any(|q| {
-                phrase_before(b, g.start, q)
-                    && DECADE_OWNERS
-                        .iter()
-                        .any(|o| phrase_before(b, g.start - q.len(), o))
+        // `a woman in her late 90s`: a decade of someone's life, not a
+        // reading (`HR in his 90s`, `sats in the 90s`)
+        let qualified = ["early ", "mid ", "late "]
+            .iter()
+            .find(|q| phrase_before(b, g.start, q))
+            .map_or(g.start, |q| g.start - q.len());
+        let person = DECADE_OWNERS
+            .iter()
+            .find(|o| phrase_before(b, qualified, o))
+            .is_some_and(|o| {
+                let at = qualified - o.len();
+                phrase_before(b, at, "in ")
+                    && at > 4
+                    && b[at - 4] == b' '
+                    && is_in(DECADE_PEOPLE, &b[word_start(b, at - 4)..at - 4])
             });
-        if owned {
+        if person {
             out.push(Hit::new(g.start..g.end + 1, Entity::Age));
         }
     }
 }
 
-/// Who is said to be an age right before it (`He is 97 and still drives`).
-const AGE_SUBJECTS: &[&str] = &["he is ", "she is ", "pt is ", "patient is ", "who is "];
-/// Words after `he is 97` that make the number a measure (`she is 98%`,
-/// `he is 95 kg`, `pt is 92 on RA`).
-const MEASURE_AFTER: &[&str] = &[
-    "%", "percent", "kg", "kgs", "lb", "lbs", "pounds", "f", "c", "degrees", "bpm", "mmhg", "on",
-    "in", "mg", "cm", "inches", "over", "/",
-];
 /// Whose decade `90s` is (`her late 90s`).
 const DECADE_OWNERS: &[&str] = &["her ", "his ", "their "];
-
-/// An age right after [`AGE_SUBJECTS`] and not before a unit.
-fn age_after_subject(b: &[u8], g: &Range<usize>) -> bool {
-    if !AGE_SUBJECTS.iter().any(|s| phrase_before(b, g.start, s)) {
-        return false;
-    }
-    let rest = &b[g.end..];
-    let next = rest.strip_prefix(b" ").unwrap_or(rest);
-    let measured = MEASURE_AFTER.iter().any(|m| {
-        next.len() >= m.len()
-            && next[..m.len()].eq_ignore_ascii_case(m.as_bytes())
-            && next.get(m.len()).is_none_or(|c| !c.is_ascii_alphabetic())
-    });
-    clear_after(b, g.end) && !measured
-}
-
-/// Whether the (lower-case) `phrase` ends right at `at` and starts a word.
-fn phrase_before(b: &[u8], at: usize, phrase: &str) -> bool {
-    at >= phrase.len()
-        && b[at - phrase.len()..at].eq_ignore_ascii_case(phrase.as_bytes())
-        && (at == phrase.len() || !b[at - phrase.len() - 1].is_ascii_alphabetic())
-}
+/// The word before `in her 90s` that makes it a person's decade.
+const DECADE_PEOPLE: &[&str] = &[
+    "pt",
+    "patient",
+    "woman",
+    "man",
+    "female",
+    "male",
+    "lady",
+    "gentleman",
+    "is",
+    "was",
+    "now",
+    "still",
+];
 
 #[cfg(test)]
 mod tests {
@@ -645,6 +659,19 @@ mod tests {
     }
 
     #[test]
+    fn two_slash_two_before_a_diagnosis_is_secondary_to() {
+        for shorthand in [
+            "Admitted 2/2 CAP, improving",
+            "Seen 2/2 cellulitis, I&D done",
+        ] {
+            assert!(found(shorthand, Entity::Date).is_empty(), "{shorthand}");
+        }
+        for date in ["Seen 2/2 at noon", "seen 2/2 for f/u", "admitted 2/2."] {
+            assert_eq!(found(date, Entity::Date), ["2/2"], "{date}");
+        }
+    }
+
+    #[test]
     fn ages_over_89() {
         assert_eq!(found("a 92-year-old woman", Entity::Age), ["92"]);
         assert_eq!(found("age: 97", Entity::Age), ["97"]);
@@ -655,24 +682,18 @@ mod tests {
             "89 is allowed"
         );
         assert!(found("took 95 mg", Entity::Age).is_empty());
-        assert_eq!(found("He is 97 and still drives", Entity::Age), ["97"]);
-        assert_eq!(found("The patient is 101.", Entity::Age), ["101"]);
-        for measure in [
-            "she is 98% on RA",
-            "he is 95 kg",
-            "pt is 92 on 2L",
-            "she is 98.6 F",
-            "he is 90/60",
-        ] {
-            assert!(found(measure, Entity::Age).is_empty(), "{measure}");
-        }
         assert_eq!(
             found("Pt in her late 90s, lives with son", Entity::Age),
             ["90s"]
         );
-        assert_eq!(found("in his 90s", Entity::Age), ["90s"]);
-        assert!(found("sats in the low 90s", Entity::Age).is_empty());
-        assert!(found("SBP in the 90s overnight", Entity::Age).is_empty());
+        assert_eq!(found("a man in his 90s", Entity::Age), ["90s"]);
+        for reading in [
+            "sats in the low 90s",
+            "HR in his 90s",
+            "SBP in her mid 90s after HD",
+        ] {
+            assert!(found(reading, Entity::Age).is_empty(), "{reading}");
+        }
         assert!(found("93 yogurt", Entity::Age).is_empty());
     }
 }

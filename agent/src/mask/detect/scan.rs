@@ -249,6 +249,27 @@ pub(crate) fn occurrences<'a>(
     })
 }
 
+/// Where the ASCII word ending at `end` starts.
+pub(crate) fn word_start(b: &[u8], end: usize) -> usize {
+    let mut s = end;
+    while s > 0 && b[s - 1].is_ascii_alphabetic() {
+        s -= 1;
+    }
+    s
+}
+
+/// Whether the (lower-case) `phrase` ends right at `at` and starts a word.
+pub(crate) fn phrase_before(b: &[u8], at: usize, phrase: &str) -> bool {
+    at >= phrase.len()
+        && b[at - phrase.len()..at].eq_ignore_ascii_case(phrase.as_bytes())
+        && (at == phrase.len() || !b[at - phrase.len() - 1].is_ascii_alphabetic())
+}
+
+/// Whether the word `w` is one of `list`, ignoring ASCII case.
+pub(crate) fn is_in(list: &[&str], w: &[u8]) -> bool {
+    list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
+}
+
 /// The bytes between the end of one token and the start of the next.
 pub(crate) fn between<'a>(b: &'a [u8], a: &Range<usize>, c: &Range<usize>) -> &'a [u8] {
     &b[a.end..c.start]
