@@ -3,14 +3,16 @@
 
 use std::ops::Range;
 
-use super::scan::{clear_after, clear_before, cue_before, occurrences};
+use super::scan::{
+    clear_after, clear_before, cue_before, is_in, occurrences, phrase_before, word_start,
+};
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
 /// Street suffixes that are as often plain words (`Minute Walk Test`,
-/// `Memorial Park`): a street only with a city after them.
+/// `Memorial Park`, `Platelet Ct 45K`): a street only with a city after them.
 const SOMETIMES_SUFFIXES: &[&str] = &[
-    "walk", "run", "loop", "path", "row", "park", "close", "commons",
+    "walk", "run", "loop", "path", "row", "park", "close", "commons", "ct",
 ];
 const STREET_SUFFIXES: &[&str] = &[
     "street",
@@ -193,9 +195,31 @@ fn city_before_zip(b: &[u8], zip: usize) -> Option<Range<usize>> {
     }
     let end = zip.checked_sub(1).filter(|&e| b[e] == b' ')?;
     city_before(b, end)
-        .filter(|&start| place_word_before(b, start))
+        .filter(|&start| {
+            !b[start..end]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || *c == b' ')
+                && !plain_english(&b[start..word_end(b, start)])
+                && RELOCATIONS.iter().any(|r| phrase_before(b, start, r))
+        })
         .map(|start| start..end)
 }
+
+/// Phrases before a city and a ZIP that place someone there (`moved to
+/// Boston 02118`); a bare `to` or `in` does not (`billed to Medicare 99213`,
+/// `moved to Room 40213`).
+const RELOCATIONS: &[&str] = &[
+    "moved to ",
+    "moving to ",
+    "relocated to ",
+    "lives in ",
+    "living in ",
+    "resides in ",
+    "residing in ",
+    "is from ",
+    "moved from ",
+    "home in ",
+];
 
 /// After a street, a city with no state: `, Brookline.`, ` Cambridge` at the
 /// end of a line. One to three capitalised words that are not English words,
@@ -265,10 +289,6 @@ fn place_word_before(b: &[u8], at: usize) -> bool {
 /// A USPS code in capitals (`MA`, not `ma`).
 fn is_state_code(w: &[u8]) -> bool {
     w.len() == 2 && w.iter().all(u8::is_ascii_uppercase) && is_in(STATES, w)
-}
-
-fn is_in(list: &[&str], w: &[u8]) -> bool {
-    list.iter().any(|x| w.eq_ignore_ascii_case(x.as_bytes()))
 }
 
 fn capitalised(w: &[u8]) -> bool {
@@ -458,8 +478,8 @@ fn po_boxes(b: &[u8], out: &mut Hits) {
     }
 }
 
-/// `RR 2 ` or `Rural Route 2 ` (or a highway contract route, `HC 3 `) right
-/// before a box at `at`: where the route starts.
+/// `RR 2 ` or `Rural Route 2 ` right before a box at `at` (the `B`): where
+/// the route starts.
 fn rural_route_before(b: &[u8], at: usize) -> Option<usize> {
     let sp = at.checked_sub(1).filter(|&sp| b[sp] == b' ')?;
     let mut d = sp;
@@ -467,11 +487,18 @@ fn rural_route_before(b: &[u8], at: usize) -> Option<usize> {
         d -= 1;
     }
     let route_end = d.checked_sub(1).filter(|&e| e < sp && b[e] == b' ')?;
-    ["RR", "R.R.", "Rural Route", "HC"]
+    let start = ["R.R.", "Rural Route", "RR"]
         .iter()
         .find(|r| b[..route_end].ends_with(r.as_bytes()))
         .map(|r| route_end - r.len())
-        .filter(|&s| s == 0 || !b[s - 1].is_ascii_alphanumeric())
+        .filter(|&s| s == 0 || !b[s - 1].is_ascii_alphanumeric())?;
+    // `RR` is as often a respiratory rate (`RR 22 Box 3 checked`): a route
+    // only when a comma and the rest of an address follow the box
+    let box_number = b
+        .get(at + 4..)
+        .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
+    let spelled = b[start] != b'R' || b.get(start + 1) != Some(&b'R');
+    (spelled || (box_number > 0 && b.get(at + 4 + box_number) == Some(&b','))).then_some(start)
 }
 
 /// `Boston, MA 02118`, `Springfield, IL` or `Springfield, Illinois` where no
@@ -508,8 +535,15 @@ fn bare_city_state(b: &[u8], out: &mut Hits) {
         if ambiguous && !place_word_before(b, start) {
             continue;
         }
-        // before a state's name, a word that is not English (`Pain, Georgia`)
-        if !code && plain_english(&b[word_start(b, p)..p]) {
+        // a state's name after a city that a word places (`from Springfield,
+        // Illinois`), not in a list (`Graves, Virginia protocol`) or an
+        // institution (`Smith, Washington University`)
+        if !code
+            && (!place_word_before(b, start)
+                || [" University", " State"]
+                    .iter()
+                    .any(|w| b[st_end..].starts_with(w.as_bytes())))
+        {
             continue;
         }
         out.push(Hit::new(start..st_end, Entity::Address));
@@ -528,15 +562,6 @@ fn state_at(b: &[u8], at: usize) -> Option<usize> {
         .find(|name| b[at..].starts_with(name.as_bytes()))
         .map(|name| at + name.len())
         .filter(|&e| b.get(e).is_none_or(|c| !c.is_ascii_alphabetic()))
-}
-
-/// Where the ASCII word ending at `end` starts.
-fn word_start(b: &[u8], end: usize) -> usize {
-    let mut s = end;
-    while s > 0 && b[s - 1].is_ascii_alphabetic() {
-        s -= 1;
-    }
-    s
 }
 
 /// One to three capitalised words ending at `end`, not counting a word that
@@ -573,15 +598,33 @@ fn counties(b: &[u8], out: &mut Hits) {
             if s == p || !capitalised(&b[s..p]) || plain_english(&b[s..p]) {
                 continue;
             }
-            let start = s
-                .checked_sub(1)
-                .filter(|&sp| b[sp] == b' ')
-                .map(|sp| word_start(b, sp))
-                .filter(|&s2| {
-                    let w = &b[s2..s - 1];
-                    capitalised(w) && !is_in(PLACE_WORDS, w) && !plain_english(w)
-                })
-                .unwrap_or(s);
+            // `Los Angeles County`, `St. Louis County`, `Miami-Dade County`
+            let mut start = s;
+            for _ in 0..2 {
+                let Some(sep) = start
+                    .checked_sub(1)
+                    .filter(|&i| matches!(b[i], b' ' | b'-'))
+                else {
+                    break;
+                };
+                let w_end = if b[sep] == b' ' && sep > 0 && b[sep - 1] == b'.' {
+                    sep - 1
+                } else {
+                    sep
+                };
+                let w_start = word_start(b, w_end);
+                let w = &b[w_start..w_end];
+                let saint = w == b"St" && w_end != sep;
+                if !saint
+                    && (w_end != sep
+                        || !capitalised(w)
+                        || is_in(PLACE_WORDS, w)
+                        || std::str::from_utf8(w).is_ok_and(super::names::is_english))
+                {
+                    break;
+                }
+                start = w_start;
+            }
             out.push(Hit::new(start..end, Entity::Address));
         }
     }
@@ -781,6 +824,9 @@ mod tests {
             ),
             ("Resident of Middlesex County.", "Middlesex County"),
             ("Follow up at Cook County Hospital", "Cook County"),
+            ("Lives in Los Angeles County", "Los Angeles County"),
+            ("from St. Louis County", "St. Louis County"),
+            ("in Miami-Dade County", "Miami-Dade County"),
             ("Ship supplies to RR 2 Box 14, Athol", "RR 2 Box 14"),
             ("pt resides at 33 main st apt 2 w/ son", "33 main st apt 2"),
             ("Lives on Elm Street with two cats.", "Elm Street"),
@@ -805,6 +851,16 @@ mod tests {
             "The County health department.",
             "Dose 40 units 12345 given",
             "Lot 12 Box 14 of gloves",
+            // from a review of PHI-free text near these rules
+            "Billed to Medicare 99213 for office visit.",
+            "Moved to Bed 12345",
+            "Seen in ED 02118",
+            "connect to Redis 16379",
+            "Hx: Tachycardia, Georgia trip",
+            "Consider Graves, Virginia protocol",
+            "Dr. Smith, Washington University",
+            "Resp: RR 22 Box 3 checked",
+            "HC 3 Box 2 of the sharps bin",
         ] {
             assert!(found(near_miss, Entity::Address).is_empty(), "{near_miss}");
             assert!(found(near_miss, Entity::Zip).is_empty(), "{near_miss}");
