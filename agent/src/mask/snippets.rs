@@ -149,6 +149,6 @@ mod tests {
         );
     }
 
-    const FLOOR_HIDDEN: usize = 125;
-    const FLOOR_UNCHANGED: usize = 85;
+    const FLOOR_HIDDEN: usize = 139;
+    const FLOOR_UNCHANGED: usize = 93;
 }

@@ -268,7 +268,10 @@ mod tests {
     fn gs1_check_digits() {
         assert!(gs1(b"00643169007222"));
         assert!(!gs1(b"00643169007223"));
-        assert!(gs1(b"10614141000415"), "a GTIN-14 under GS1's example company prefix");
+        assert!(
+            gs1(b"10614141000415"),
+            "a GTIN-14 under GS1's example company prefix"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::checksum;
-use super::scan::between;
+use super::scan::{between, phrase_before, word_start};
 use super::{Hit, Hits};
 use crate::mask::entity::Entity;
 
@@ -42,11 +42,18 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
                 out.push(Hit::new(t.clone(), Entity::Dea))
             }
             4 => dashed_mbi(b, &t, out),
-            14 if checksum::gs1(tok) && t.start >= 4 && &b[t.start - 4..t.start] == b"(01)" => out
-                .push(Hit::new(
+            // a GTIN alone names a product; with its lot, expiry or serial,
+            // one patient's device
+            14 if checksum::gs1(tok)
+                && t.start >= 4
+                && &b[t.start - 4..t.start] == b"(01)"
+                && gs1_chain_end(b, t.end) > t.end =>
+            {
+                out.push(Hit::new(
                     t.start - 4..gs1_chain_end(b, t.end),
                     Entity::Device,
-                )),
+                ))
+            }
             _ => {}
         }
         iban(b, &t, out);
@@ -319,15 +326,38 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
         }
         let entity = CUES[m.pattern().as_usize()].1.clone();
         let vstart = skip_filler(b, end);
-        let vend = value_end(b, vstart);
+        let cue = &b[start..end];
+        let bare_id = cue.eq_ignore_ascii_case(b"id");
+        let vend = if bare_id {
+            run_end(b, vstart)
+        } else {
+            value_end(b, vstart)
+        };
         let value = &b[vstart..vend];
         let digits = value.iter().filter(|c| c.is_ascii_digit()).count();
-        let bare_id = end - start == 2;
         let plausible = match entity {
             Entity::Plate => (3..=8).contains(&value.len()) && digits >= 1,
-            // `last 4 of SSN 3390`, or a whole one the SSN rule may not take
-            Entity::Ssn => digits == 4 || digits == 9,
-            _ if bare_id => (6..=25).contains(&value.len()) && digits >= 6,
+            // a whole SSN the SSN rule may not take, or `last 4 of SSN 3390`
+            Entity::Ssn => {
+                digits == 9
+                    || (digits == 4
+                        && value.len() == 4
+                        && cue.len() <= 3
+                        && ["last 4 of ", "last four of "]
+                            .iter()
+                            .any(|p| phrase_before(b, start, p)))
+            }
+            // `ID 100012345678`, `Pt ID: ...`, not `Order ID 12345678`
+            _ if bare_id => {
+                (6..=25).contains(&value.len()) && digits >= 6 && bare_id_owner(b, start)
+            }
+            // a plan's name before its card's number, not a year or a waiver
+            _ if MEDICAID_PLANS
+                .iter()
+                .any(|p| cue.eq_ignore_ascii_case(p.as_bytes())) =>
+            {
+                (8..=25).contains(&value.len()) && digits >= 6
+            }
             _ => (4..=25).contains(&value.len()) && digits >= 2,
         };
         if plausible {
@@ -336,20 +366,57 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
     }
 }
 
+/// States' Medicaid plans, named as their cards name them: before a card's
+/// number of eight characters or more.
+const MEDICAID_PLANS: &[&str] = &[
+    "masshealth",
+    "medi-cal",
+    "tenncare",
+    "badgercare",
+    "soonercare",
+];
+
+/// Whether a bare `ID` at `at` is a person's: first on its line or after
+/// punctuation, or after a word for the person (`Pt ID`, `Member ID`); not
+/// `Order ID`, `Request ID`, `Lot ID`.
+fn bare_id_owner(b: &[u8], at: usize) -> bool {
+    let before = b[..at].trim_ascii_end();
+    match before.last() {
+        None => true,
+        Some(c) if !c.is_ascii_alphanumeric() => true,
+        Some(_) => {
+            let word = &before[word_start(before, before.len())..];
+            [
+                "pt",
+                "patient",
+                "member",
+                "subscriber",
+                "beneficiary",
+                "his",
+                "her",
+            ]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w.as_bytes()))
+        }
+    }
+}
+
+/// Letters, digits and inner dashes from `at`: where they end.
+fn run_end(b: &[u8], mut at: usize) -> usize {
+    while at < b.len()
+        && (b[at].is_ascii_alphanumeric()
+            || (b[at] == b'-' && b.get(at + 1).is_some_and(u8::is_ascii_alphanumeric)))
+    {
+        at += 1;
+    }
+    at
+}
+
 /// Where a labelled value starting at `at` ends: letters, digits and inner
 /// dashes, and a second group of three to five digits after one space when
 /// the first is a short group of digits (`MRN 482 9134`).
 fn value_end(b: &[u8], at: usize) -> usize {
-    let run_end = |mut e: usize| {
-        while e < b.len()
-            && (b[e].is_ascii_alphanumeric()
-                || (b[e] == b'-' && b.get(e + 1).is_some_and(u8::is_ascii_alphanumeric)))
-        {
-            e += 1;
-        }
-        e
-    };
-    let end = run_end(at);
+    let end = run_end(b, at);
     let short_digits = (3..=4).contains(&(end - at)) && b[at..end].iter().all(u8::is_ascii_digit);
     if short_digits && b.get(end) == Some(&b' ') {
         let next = end + 1;
@@ -370,12 +437,19 @@ mod tests {
     use super::*;
 
     fn found(text: &str, entity: Entity) -> Vec<&str> {
+        find_all(text)
+            .into_iter()
+            .filter(|(e, _)| *e == entity)
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    fn find_all(text: &str) -> Vec<(Entity, &str)> {
         let mut out = Hits::new();
         find(text, &digit_groups(text.as_bytes()), &mut out);
         super::super::resolve(&mut out);
         out.into_iter()
-            .filter(|h| h.entity == entity)
-            .map(|h| &text[h.range])
+            .map(|h| (h.entity, &text[h.range]))
             .collect()
     }
 
@@ -511,7 +585,17 @@ mod tests {
             ),
             ["(01)00643169007222(17)250128(21)SN44123"]
         );
-        assert!(found("ref (01)00643169007223 bad check digit", Entity::Device).is_empty());
+        assert!(
+            found(
+                "ref (01)00643169007223(21)A1 bad check digit",
+                Entity::Device
+            )
+            .is_empty()
+        );
+        assert!(
+            found("Tubing set (01)00643169007222 reorder", Entity::Device).is_empty(),
+            "a GTIN alone is a product"
+        );
     }
 
     #[test]
@@ -541,5 +625,20 @@ mod tests {
             ["3390"]
         );
         assert!(found("SSN on file, 12 copies", Entity::Ssn).is_empty());
+        assert_eq!(found("Pt ID: 4471923", Entity::Mrn), ["4471923"]);
+        // from a review of PHI-free text near these rules
+        for near_miss in [
+            "Order ID 12345678 shipped",
+            "ERROR job ID 99887766 failed with 503",
+            "ID 100 500 mg ceftriaxone",
+            "Income: Social Security 1400/month",
+            "SSN 2023 application",
+            "MassHealth 2024 renewal",
+            "TennCare 1115 waiver",
+            "MassHealth 02134 office",
+        ] {
+            let hits = find_all(near_miss);
+            assert!(hits.is_empty(), "{near_miss}: {hits:?}");
+        }
     }
 }
