@@ -392,6 +392,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
 
     /// The content of the string token at `pos` when it holds no escapes
     /// (its decoded text is its bytes), without moving.
+    #[inline(always)]
     fn plain_string(&self) -> Option<Range<usize>> {
         let b = self.b;
         let start = self.pos + self.quote_len();
@@ -935,9 +936,22 @@ fn string_error(b: &[u8], start: usize) -> JsonError {
 /// The length of the run from `i` up to the first `"`, `\\` or control
 /// byte (which ends or breaks a JSON string); `None` when there is none.
 /// 16 bytes at a time over the first 64 (most keys and values), by memchr
-/// after.
+/// after. The first block is read where it is called: most keys and values
+/// end in it.
+#[inline(always)]
 fn plain_run(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i;
+    match b.get(i..i + 16) {
+        Some(block) => match first_stop(block.try_into().expect("16 bytes")) {
+            Some(k) => Some(k),
+            None => later_run(b, i, i + 16),
+        },
+        None => later_run(b, i, i),
+    }
+}
+
+/// [`plain_run`] from `j`, knowing `b[i..j]` holds no stop.
+#[inline(never)]
+fn later_run(b: &[u8], i: usize, mut j: usize) -> Option<usize> {
     let short = b.len().min(i + 64);
     while j + 16 <= short {
         let block: &[u8; 16] = b[j..j + 16].try_into().expect("16 bytes");
