@@ -211,9 +211,9 @@ impl Counts {
     pub fn iter(&self) -> impl Iterator<Item = (Entity, u64)> + '_ {
         let builtin = Entity::BUILTIN
             .iter()
-            .zip(self.builtin)
-            .filter(|(_, n)| *n > 0)
-            .map(|(e, n)| (e.clone(), n));
+            .zip(&self.builtin)
+            .filter(|(_, n)| **n > 0)
+            .map(|(e, n)| (e.clone(), *n));
         let custom = self
             .custom
             .iter()

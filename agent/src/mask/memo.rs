@@ -130,13 +130,16 @@ impl MemoGuard {
         let before = edits.len();
         let mut own = Counts::default();
         let null = plan(edits, &mut own);
-        counts.merge(&own);
         let text = m.text.len()..m.text.len() + s.len();
         m.text.push_str(s);
         let start = m.edits.len();
         m.edits.extend_from_slice(&edits[before..]);
         let counts_start = m.counts.len();
-        m.counts.extend(own.iter());
+        // most strings mask nothing: no kinds to go through
+        if !own.is_empty() {
+            counts.merge(&own);
+            m.counts.extend(own.iter());
+        }
         m.slots[h as usize % SLOTS] = Slot {
             walk: m.walk,
             hash: h,
