@@ -64,17 +64,16 @@ pub(crate) struct KeyCache<'a> {
 }
 
 impl<'a> KeyCache<'a> {
+    /// Finding a key read before is inlined where it is asked; a key met
+    /// for the first time is worked out out of line.
+    #[inline]
     pub fn get(&mut self, m: &'a Masker, key: &str) -> KeyInfo<'a> {
         let Some(k) = packed(key) else {
             return self.get_long(m, key);
         };
-        if self.packed.is_empty() {
-            self.packed = vec![(0, KeyInfo::NONE); SLOTS];
-        }
-        let folded = (k as u64) ^ ((k >> 64) as u64);
-        let mut i = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize;
-        loop {
-            let (slot_key, info) = self.packed[i];
+        // (no slots yet: the first key of the walk)
+        let mut i = slot_of(k);
+        while let Some(&(slot_key, info)) = self.packed.get(i) {
             if slot_key == k {
                 return info;
             }
@@ -83,8 +82,22 @@ impl<'a> KeyCache<'a> {
             }
             i = (i + 1) % SLOTS;
         }
+        self.add_packed(m, key, k)
+    }
+
+    /// A packed key not in the slots: into the first free one after its
+    /// own, or to the map once the slots are half full.
+    #[inline(never)]
+    fn add_packed(&mut self, m: &'a Masker, key: &str, k: u128) -> KeyInfo<'a> {
+        if self.packed.is_empty() {
+            self.packed = vec![(0, KeyInfo::NONE); SLOTS];
+        }
         if self.in_packed >= SLOTS / 2 {
             return self.get_long(m, key);
+        }
+        let mut i = slot_of(k);
+        while self.packed[i].0 != 0 {
+            i = (i + 1) % SLOTS;
         }
         let info = KeyInfo::of(m, key);
         self.packed[i] = (k, info);
@@ -102,8 +115,15 @@ impl<'a> KeyCache<'a> {
     }
 }
 
+/// Where the probe for packed key `k` starts.
+fn slot_of(k: u128) -> usize {
+    let folded = (k as u64) ^ ((k >> 64) as u64);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
+}
+
 /// A key of 1 to 15 bytes as one integer: its bytes, then its length in the
 /// top byte (so `"a"` and `"a\u0000"` stay apart).
+#[inline]
 fn packed(key: &str) -> Option<u128> {
     let b = key.as_bytes();
     let n = b.len();
