@@ -262,7 +262,10 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         (child, rule, info.media)
     }
 
-    /// A value whose key rule is `rule`.
+    /// A value whose key rule is `rule`. Only the choice of reader is
+    /// inlined into the object or array loop: objects and arrays recurse,
+    /// and most values are strings.
+    #[inline(always)]
     fn value(
         &mut self,
         scope: Scope,
@@ -276,18 +279,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
                 Ok(Verdict::Keep)
             }
             Some(b'"' | b'\\') if self.at_string() => {
-                if let Some(entity) = rule
-                    && scope.mode().is_some()
-                    && self.m.profile.action(entity) == Action::Redact
-                    && self.redact_plain(entity)
-                {
-                    return Ok(Verdict::Keep);
-                }
-                if !self.escaped && rule.is_none() && self.embedded(scope) {
-                    return Ok(Verdict::Keep);
-                }
-                let tok = self.string()?;
-                self.mask_string(&tok, scope, rule);
+                self.string_value(scope, rule)?;
                 Ok(Verdict::Keep)
             }
             Some(b'-' | b'0'..=b'9') => {
@@ -300,6 +292,24 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
             Some(b'n') => self.literal(b"null"),
             _ => self.err(),
         }
+    }
+
+    /// A string value, at its opening quote.
+    #[inline(never)]
+    fn string_value(&mut self, scope: Scope, rule: Option<&'a Entity>) -> Result<(), JsonError> {
+        if let Some(entity) = rule
+            && scope.mode().is_some()
+            && self.m.profile.action(entity) == Action::Redact
+            && self.redact_plain(entity)
+        {
+            return Ok(());
+        }
+        if !self.escaped && rule.is_none() && self.embedded(scope) {
+            return Ok(());
+        }
+        let tok = self.string()?;
+        self.mask_string(&tok, scope, rule);
+        Ok(())
     }
 
     fn literal(&mut self, lit: &[u8]) -> Result<Verdict, JsonError> {
@@ -590,6 +600,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         true
     }
 
+    #[inline(never)]
     fn object(
         &mut self,
         scope: Scope,
@@ -704,6 +715,7 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
     }
 
     /// Every element gets the array's own rule (`"phones": [...]`).
+    #[inline(never)]
     fn array(&mut self, scope: Scope, rule: Option<&'a Entity>) -> Result<(), JsonError> {
         self.pos += 1;
         self.enter()?;
