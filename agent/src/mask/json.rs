@@ -429,6 +429,9 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         }
     }
 
+    /// A string token. One without escapes (most) is read where it is
+    /// asked; decoding escapes is out of line.
+    #[inline(always)]
     fn string(&mut self) -> Result<StrTok<'a>, JsonError> {
         let start = self.pos;
         if let Some(content) = self.plain_string() {
@@ -445,6 +448,13 @@ impl<'m: 'a, 'a> Walker<'m, 'a> {
         if self.escaped {
             return self.escaped_string();
         }
+        self.decoded_string()
+    }
+
+    /// [`Self::string`] for a token with escapes, outside an escaped walk.
+    #[inline(never)]
+    fn decoded_string(&mut self) -> Result<StrTok<'a>, JsonError> {
+        let start = self.pos;
         // A backslash or a control byte (an error) ends the plain run.
         let b = self.b;
         let i = start + 1;
