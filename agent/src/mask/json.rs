@@ -104,6 +104,7 @@ impl StrTok<'_> {
     /// boundary, or the end). `cursor` remembers where the last lookup
     /// stopped in each layer's escapes, so that offsets asked in order (the
     /// edits of a string) cost no search; start it at `(0, 0)`.
+    #[inline]
     fn encoded(&self, i: usize, cursor: &mut (usize, usize)) -> usize {
         let inner = self
             .escapes

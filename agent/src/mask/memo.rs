@@ -119,7 +119,7 @@ impl MemoGuard {
             && slot.hash == h
             && slot.mode_full == (ctx.mode == Mode::Full)
             && slot.null_ok == ctx.null_ok
-            && m.text[slot.text.clone()] == *s
+            && m.text.as_bytes().get(slot.text.clone()) == Some(s.as_bytes())
         {
             edits.extend_from_slice(&m.edits[slot.edits.clone()]);
             for (entity, n) in &m.counts[slot.counts.clone()] {
