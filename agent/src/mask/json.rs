@@ -963,8 +963,8 @@ fn string_error(b: &[u8], start: usize) -> JsonError {
 /// end in it.
 #[inline(always)]
 fn plain_run(b: &[u8], i: usize) -> Option<usize> {
-    match b.get(i..i + 16) {
-        Some(block) => match first_stop(block.try_into().expect("16 bytes")) {
+    match b.get(i..).and_then(<[u8]>::first_chunk) {
+        Some(block) => match first_stop(block) {
             Some(k) => Some(k),
             None => later_run(b, i, i + 16),
         },
@@ -989,9 +989,9 @@ fn later_run(b: &[u8], i: usize, mut j: usize) -> Option<usize> {
 /// How many spaces start `b[i..]` (at least one is there): up to 8.
 fn spaces(b: &[u8], i: usize) -> usize {
     const SPACES: u64 = u64::from_ne_bytes([b' '; 8]);
-    match b.get(i..i + 8) {
+    match b.get(i..).and_then(<[u8]>::first_chunk) {
         Some(w) => {
-            let x = u64::from_le_bytes(w.try_into().expect("8 bytes")) ^ SPACES;
+            let x = u64::from_le_bytes(*w) ^ SPACES;
             if x == 0 {
                 8
             } else {
