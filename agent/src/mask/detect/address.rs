@@ -2,6 +2,9 @@
 //! PO boxes, `City, ST`, and ZIP codes after a state or a ZIP cue.
 
 use std::ops::Range;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use super::scan::{
     clear_after, clear_before, cue_before, is_in, occurrences, phrase_before, word_start,
@@ -182,8 +185,14 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
     }
     po_boxes(b, out);
     bare_city_state(b, out);
-    counties(b, out);
-    streets_after_residence(b, out);
+    // a county takes at least `Kent County`, a residence phrase and its
+    // street `lives on X St`: short values skip the searches
+    if b.len() >= 10 {
+        counties(b, out);
+    }
+    if b.len() >= 14 {
+        streets_after_residence(b, out);
+    }
 }
 
 /// The city before a ZIP at `zip`: `Boston MA 02134` (the city and the
@@ -557,6 +566,10 @@ fn state_at(b: &[u8], at: usize) -> Option<usize> {
     if is_state_code(&b[at..end]) {
         return Some(end);
     }
+    // most words after a comma are not capitalised: no names to compare
+    if !b.get(at).is_some_and(u8::is_ascii_uppercase) {
+        return None;
+    }
     STATE_NAMES
         .iter()
         .find(|name| b[at..].starts_with(name.as_bytes()))
@@ -588,9 +601,9 @@ fn city_before(b: &[u8], end: usize) -> Option<usize> {
 /// `Middlesex County`, `Orleans Parish`: one or two capitalised words and
 /// the word for a county, which Safe Harbor removes like a city.
 fn counties(b: &[u8], out: &mut Hits) {
-    for word in [&b" County"[..], b" Parish"] {
-        for p in occurrences(b, word, 1) {
-            let end = p + word.len();
+    for finder in COUNTIES.iter() {
+        for p in finder.find_iter(b) {
+            let end = p + finder.needle().len();
             if b.get(end).is_some_and(u8::is_ascii_alphanumeric) {
                 continue;
             }
@@ -635,11 +648,26 @@ fn counties(b: &[u8], out: &mut Hits) {
 /// without a number (`lives on Elm Street`).
 const RESIDENCE_VERBS: &[&str] = &["lives", "living", "resides", "residing"];
 
+/// ` at ` and ` on `, found by SIMD substring searches: a memchr for one
+/// of their common bytes would stop at most words.
+static AT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b" at "));
+static ON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b" on "));
+/// The words for a county, searched like [`AT`].
+static COUNTIES: LazyLock<[Finder<'static>; 2]> =
+    LazyLock::new(|| [Finder::new(b" County"), Finder::new(b" Parish")]);
+
+/// Builds the searchers now rather than on the first text a masker reads.
+pub(crate) fn prepare() {
+    LazyLock::force(&AT);
+    LazyLock::force(&ON);
+    LazyLock::force(&COUNTIES);
+}
+
 /// Streets after a [`RESIDENCE_VERBS`] verb and `at` or `on` that [`street`]
 /// does not take: up to four words of any case and a street suffix, after a
 /// house number, or capitalised words and a suffix without one.
 fn streets_after_residence(b: &[u8], out: &mut Hits) {
-    let prepositions = occurrences(b, b" at ", 2).chain(occurrences(b, b" on ", 2));
+    let prepositions = AT.find_iter(b).chain(ON.find_iter(b));
     for p in prepositions {
         if !is_in(RESIDENCE_VERBS, &b[word_start(b, p)..p]) {
             continue;

@@ -63,8 +63,13 @@ impl Detectors {
         if detectors.on(&[Name]) {
             names::prepare();
         }
-        if detectors.on(&[Mrn, Account, Mbi, License, Plate, Device]) {
+        if detectors.on(&[Mrn, Account, Mbi, License, Plate, Device, Ssn]) {
             idents::prepare();
+        }
+        if detectors.on(&[Address, Zip]) {
+            // its streets check the English word list too
+            address::prepare();
+            names::prepare();
         }
         detectors
     }
@@ -108,7 +113,11 @@ impl Detectors {
         if has_digit && self.on(&[Date, Age]) {
             dates::find(text, groups, words, out);
         }
-        if has_digit && self.on(&[Mbi, Vin, Dea, Iban, Mrn, Account, License, Plate, Device]) {
+        if has_digit
+            && self.on(&[
+                Mbi, Vin, Dea, Iban, Mrn, Account, License, Plate, Device, Ssn,
+            ])
+        {
             idents::find(text, groups, out);
         }
         if (has_digit || has_upper) && self.on(&[Address, Zip]) {
