@@ -219,36 +219,33 @@ fn e164(b: &[u8], g: &[Range<usize>], i: usize) -> Option<Hit> {
 /// groups joined by one kind of separator; issuer prefix and Luhn checked.
 fn card(b: &[u8], g: &[Range<usize>], i: usize, out: &mut Hits) {
     const SHAPES: [&[usize]; 4] = [&[4, 4, 4, 4, 3], &[4, 4, 4, 4], &[4, 6, 5], &[4, 6, 4]];
-    let mut found: Option<usize> = None;
-    if (13..=19).contains(&g[i].len()) {
-        found = Some(i);
-    } else {
-        for shape in SHAPES {
-            if !lens(g, i, shape) {
-                continue;
-            }
-            let last = i + shape.len() - 1;
-            let sep = between(b, &g[i], &g[i + 1]);
-            let joined = matches!(sep, b" " | b"-")
-                && (i..last).all(|k| between(b, &g[k], &g[k + 1]) == sep);
-            if joined {
-                found = Some(last);
-                break;
-            }
+    let whole = (13..=19).contains(&g[i].len()).then_some(i);
+    // Every shape the groups fit, longest first: a 19-digit shape that fails
+    // Luhn may be a card and its CVV (`4111 1111 1111 1111 123`).
+    let shaped = SHAPES.iter().filter_map(|shape| {
+        if !lens(g, i, shape) {
+            return None;
         }
-    }
-    let Some(last) = found else { return };
-    let (start, end) = (g[i].start, g[last].end);
-    if !clear_before(b, start) || !clear_after(b, end) {
-        return;
-    }
-    let digits: Vec<u8> = b[start..end]
-        .iter()
-        .copied()
-        .filter(u8::is_ascii_digit)
-        .collect();
-    if checksum::card(&digits) {
-        out.push(Hit::new(start..end, Entity::Card));
+        let last = i + shape.len() - 1;
+        let sep = between(b, &g[i], &g[i + 1]);
+        let joined =
+            matches!(sep, b" " | b"-") && (i..last).all(|k| between(b, &g[k], &g[k + 1]) == sep);
+        joined.then_some(last)
+    });
+    for last in whole.into_iter().chain(shaped) {
+        let (start, end) = (g[i].start, g[last].end);
+        if !clear_before(b, start) || !clear_after(b, end) {
+            continue;
+        }
+        let digits: Vec<u8> = b[start..end]
+            .iter()
+            .copied()
+            .filter(u8::is_ascii_digit)
+            .collect();
+        if checksum::card(&digits) {
+            out.push(Hit::new(start..end, Entity::Card));
+            return;
+        }
     }
 }
 
@@ -458,6 +455,11 @@ mod tests {
             ["3782 822463 10005"]
         );
         assert_eq!(only("5555555555554444", Entity::Card), ["5555555555554444"]);
+        assert_eq!(
+            only("card 4111 1111 1111 1111 123 on file", Entity::Card),
+            ["4111 1111 1111 1111"],
+            "a CVV after the card is no fifth group"
+        );
         assert!(
             only("4111 1111 1111 1112", Entity::Card).is_empty(),
             "Luhn fails"
