@@ -200,7 +200,11 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
 fn city_before_zip(b: &[u8], zip: usize) -> Option<Range<usize>> {
     if state_before(b, zip) {
         let state_end = zip - 1;
-        return city_before(b, zip - 4).map(|start| start..state_end);
+        return zip
+            .checked_sub(4)
+            .filter(|&e| b[e] == b' ')
+            .and_then(|e| city_before(b, e))
+            .map(|start| start..state_end);
     }
     let end = zip.checked_sub(1).filter(|&e| b[e] == b' ')?;
     city_before(b, end)
@@ -279,6 +283,9 @@ fn state_before(b: &[u8], at: usize) -> bool {
         && is_state_code(&b[at - 3..at - 1])
         && (at == 3 || !b[at - 4].is_ascii_alphanumeric())
 }
+
+/// Titles, which a city does not hold (`Dr Jones MD 20892`).
+const TITLES: &[&str] = &["dr", "mr", "mrs", "ms", "miss", "prof"];
 
 /// Words before a city that say it is where someone is or comes from.
 const PLACE_WORDS: &[&str] = &["in", "from", "to", "at", "near", "of", "lives", "resides"];
@@ -495,7 +502,8 @@ fn rural_route_before(b: &[u8], at: usize) -> Option<usize> {
     while d > 0 && b[d - 1].is_ascii_digit() {
         d -= 1;
     }
-    let route_end = d.checked_sub(1).filter(|&e| e < sp && b[e] == b' ')?;
+    // a route number, then a space before it
+    let route_end = d.checked_sub(1).filter(|&e| d < sp && b[e] == b' ')?;
     let start = ["R.R.", "Rural Route", "RR"]
         .iter()
         .find(|r| b[..route_end].ends_with(r.as_bytes()))
@@ -584,14 +592,17 @@ fn city_before(b: &[u8], end: usize) -> Option<usize> {
         let s = word_start(b, end);
         (s < end && capitalised(&b[s..end])).then_some(s)
     };
-    let mut start = capitalised_before(end)?;
+    let mut start = capitalised_before(end).filter(|&s| !is_in(TITLES, &b[s..end]))?;
     for _ in 1..3 {
         match start
             .checked_sub(1)
             .filter(|&sp| b[sp] == b' ')
             .and_then(|sp| capitalised_before(sp).map(|s| (s, sp)))
         {
-            Some((s, sp)) if !is_in(PLACE_WORDS, &b[s..sp]) => start = s,
+            // not the word placing the city, nor a title (`to Dr Smith, MD`)
+            Some((s, sp)) if !is_in(PLACE_WORDS, &b[s..sp]) && !is_in(TITLES, &b[s..sp]) => {
+                start = s
+            }
             _ => break,
         }
     }
@@ -897,6 +908,25 @@ mod tests {
             found("Lives at 12 Main St, Pt reports pain.", Entity::Address),
             ["12 Main St"],
             "a city is not followed by more words"
+        );
+    }
+
+    #[test]
+    fn review_findings_at_the_text_start_and_after_titles() {
+        // a state code and ZIP that open the text have no city before them
+        assert_eq!(found("MA 02134", Entity::Zip), ["02134"]);
+        assert!(found("MA 02134", Entity::Address).is_empty());
+        assert!(found("ID 99213", Entity::Address).is_empty());
+        assert_eq!(
+            found("Boston(MA 02134", Entity::Address),
+            Vec::<&str>::new()
+        );
+        assert!(found("Ship to Rural Route  Box 14 today", Entity::Address).is_empty());
+        assert!(found("referred to Dr Smith, MD for eval", Entity::Address).is_empty());
+        assert!(
+            found("Seen by Dr Jones MD 20892", Entity::Address)
+                .iter()
+                .all(|a| !a.contains("Dr"))
         );
     }
 

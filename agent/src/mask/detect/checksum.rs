@@ -20,6 +20,9 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
 /// A GS1 number (GTIN-14, as in a UDI's device identifier): its last digit
 /// is the check digit of weights 3, 1, 3 ... counted from the right.
 pub(crate) fn gs1(digits: &[u8]) -> bool {
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
     let Some((check, body)) = digits.split_last() else {
         return false;
     };
@@ -268,6 +271,7 @@ mod tests {
     fn gs1_check_digits() {
         assert!(gs1(b"00643169007222"));
         assert!(!gs1(b"00643169007223"));
+        assert!(!gs1(b"A0643169007221"), "digits only");
         assert!(
             gs1(b"10614141000415"),
             "a GTIN-14 under GS1's example company prefix"
