@@ -80,6 +80,92 @@ fn near_rules_meet_every_neighbour() {
     }
 }
 
+/// Words the detectors look for or around, to build texts from: cues,
+/// states, street and county words, numbers of the shapes they take, and
+/// non-ASCII letters, so every look-behind and look-ahead meets its edges.
+const CUE_TOKENS: &[&str] = &[
+    "MA",
+    "NY",
+    "ID",
+    "MD",
+    "02134",
+    "02118-1234",
+    "99213",
+    "Boston",
+    "Illinois",
+    "New York",
+    "County",
+    "Parish",
+    "St.",
+    "Los",
+    "Miami-Dade",
+    "RR",
+    "R.R.",
+    "Rural Route",
+    "Box",
+    "2",
+    "14",
+    "lives",
+    "resides",
+    "at",
+    "on",
+    "in",
+    "moved to",
+    "Main",
+    "main",
+    "Street",
+    "st",
+    "Ct",
+    "apt",
+    "Suite",
+    "#4",
+    "1200",
+    "her",
+    "his",
+    "late",
+    "90s",
+    "90",
+    "95",
+    "man",
+    "is",
+    "Pt",
+    "MRN",
+    "482",
+    "9134",
+    "SSN",
+    "last 4 of",
+    "3390",
+    "123456789",
+    "MassHealth",
+    "(01)",
+    "00643169007222",
+    "(17)",
+    "250128",
+    "(21)",
+    "2/2",
+    "CAP",
+    "Dr",
+    "Dr.",
+    "MR",
+    "ASA",
+    "John",
+    "Smith",
+    "Social Security",
+    "Member",
+    "é",
+    "日本",
+    "\u{200b}",
+    "PO",
+    "Home:",
+    "University",
+    "age",
+    "years old",
+    "4111",
+    "1111",
+    "123",
+];
+const CUE_SEPARATORS: &[&str] = &[" ", "", ",", ", ", "\n", ".", "-", "(", ")", ":", "é", "/"];
+
 /// Keys, some of which name identifiers.
 const KEYS: &[&str] = &[
     "note", "text", "dx", "ssn", "name", "dob", "phone", "items", "data", "type", "_meta", "id",
@@ -338,6 +424,21 @@ proptest! {
         let out = m.mask_json_bytes(&bytes);
         prop_assert_eq!(out.bytes.len() == bytes.len(), out.same_length);
         prop_assert!(std::str::from_utf8(&out.bytes).is_ok() || out.outcome == Outcome::Json);
+    }
+
+    #[test]
+    fn texts_of_cue_words_mask_without_a_panic(
+        parts in prop::collection::vec(
+            (prop::sample::select(CUE_SEPARATORS), prop::sample::select(CUE_TOKENS)),
+            1..10,
+        )
+    ) {
+        let text: String = parts.iter().flat_map(|(sep, tok)| [*sep, *tok]).collect();
+        let out = masker(|_| {}).mask_text(&text);
+        prop_assert_eq!(out.text.len(), text.len());
+        let doc = serde_json::json!({ "note": text }).to_string();
+        let json = masker(|_| {}).mask_json_bytes(doc.as_bytes());
+        prop_assert!(serde_json::from_slice::<Value>(&json.bytes).is_ok());
     }
 
     #[test]
