@@ -447,10 +447,13 @@ fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
     let cued = clear_after(b, g.end) && cue_before(b, g.start, 10, AGE_CUES);
     if suffixed || cued || age_and_sex(b, g) {
         out.push(Hit::new(g.clone(), Entity::Age));
-    } else if v == 90 && rest.first() == Some(&b's') && clear_after(b, g.end + 1) {
+    } else if v == 90
+        && let Some(plural) = [&b"s"[..], b"'s"].iter().find(|p| rest.starts_with(p))
+        && clear_after(b, g.end + plural.len())
+    {
         // `a woman in her late 90s`: a decade of someone's life, not a
         // reading (`HR in his 90s`, `sats in the 90s`)
-        let qualified = ["early ", "mid ", "late "]
+        let qualified = ["early ", "mid ", "late ", "early-", "mid-", "late-"]
             .iter()
             .find(|q| phrase_before(b, g.start, q))
             .map_or(g.start, |q| g.start - q.len());
@@ -465,7 +468,7 @@ fn age(b: &[u8], g: &Range<usize>, out: &mut Hits) {
                     && is_in(DECADE_PEOPLE, &b[word_start(b, at - 4)..at - 4])
             });
         if person {
-            out.push(Hit::new(g.start..g.end + 1, Entity::Age));
+            out.push(Hit::new(g.start..g.end + plural.len(), Entity::Age));
         }
     }
 }
@@ -687,6 +690,8 @@ mod tests {
             ["90s"]
         );
         assert_eq!(found("a man in his 90s", Entity::Age), ["90s"]);
+        assert_eq!(found("a man in his 90's", Entity::Age), ["90's"]);
+        assert_eq!(found("woman in her mid-90s", Entity::Age), ["90s"]);
         for reading in [
             "sats in the low 90s",
             "HR in his 90s",

@@ -290,9 +290,9 @@ pub(crate) fn prepare() {
     LazyLock::force(&CUE_MATCHER);
 }
 
-const FILLER_WORDS: [&[u8]; 6] = [b"number", b"num", b"no.", b"no", b"is", b"id"];
+const FILLER_WORDS: [&[u8]; 7] = [b"number", b"num", b"no.", b"no", b"is", b"id", b"ending in"];
 
-/// Filler between a cue and its value: `: `, ` #`, ` no. `, ` is `.
+/// Filler between a cue and its value: `: `, ` #`, ` no. `, ` is `, ` ending in `.
 fn skip_filler(b: &[u8], mut at: usize) -> usize {
     loop {
         let rest = &b[at..];
@@ -343,9 +343,10 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
                     || (digits == 4
                         && value.len() == 4
                         && cue.len() <= 3
-                        && ["last 4 of ", "last four of "]
+                        && (["last 4 of ", "last four of "]
                             .iter()
-                            .any(|p| phrase_before(b, start, p)))
+                            .any(|p| phrase_before(b, start, p))
+                            || b[end..vstart].ends_with(b"ending in ")))
             }
             // `ID 100012345678`, `Pt ID: ...`, not `Order ID 12345678`
             _ if bare_id => {
@@ -625,6 +626,7 @@ mod tests {
             ["3390"]
         );
         assert!(found("SSN on file, 12 copies", Entity::Ssn).is_empty());
+        assert_eq!(found("SSN ending in 3390 verified", Entity::Ssn), ["3390"]);
         assert_eq!(found("Pt ID: 4471923", Entity::Mrn), ["4471923"]);
         // from a review of PHI-free text near these rules
         for near_miss in [
