@@ -209,9 +209,7 @@ fn city_before_zip(b: &[u8], zip: usize) -> Option<Range<usize>> {
     let end = zip.checked_sub(1).filter(|&e| b[e] == b' ')?;
     city_before(b, end)
         .filter(|&start| {
-            !b[start..end]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || *c == b' ')
+            !capitals_only(&b[start..end])
                 && !plain_english(&b[start..word_end(b, start)])
                 && RELOCATIONS.iter().any(|r| phrase_before(b, start, r))
         })
@@ -266,6 +264,17 @@ fn plain_english(w: &[u8]) -> bool {
     std::str::from_utf8(w).is_ok_and(super::names::is_plain_english)
 }
 
+/// Whether the ASCII word `w` is in the English word list (`Los` is not).
+fn english(w: &[u8]) -> bool {
+    std::str::from_utf8(w).is_ok_and(super::names::is_english)
+}
+
+/// Capitals and spaces alone (`HTN, MI`, `ED 02118`): an abbreviation's
+/// shape more often than a city's.
+fn capitals_only(w: &[u8]) -> bool {
+    w.iter().all(|c| c.is_ascii_uppercase() || *c == b' ')
+}
+
 /// A word of ASCII letters at `at`: its end.
 fn word_end(b: &[u8], at: usize) -> usize {
     let mut e = at;
@@ -292,14 +301,9 @@ const PLACE_WORDS: &[&str] = &["in", "from", "to", "at", "near", "of", "lives", 
 
 /// One of [`PLACE_WORDS`] and a space right before `at`.
 fn place_word_before(b: &[u8], at: usize) -> bool {
-    let Some(end) = at.checked_sub(1).filter(|&e| b[e] == b' ') else {
-        return false;
-    };
-    let mut s = end;
-    while s > 0 && b[s - 1].is_ascii_alphabetic() {
-        s -= 1;
-    }
-    is_in(PLACE_WORDS, &b[s..end])
+    at.checked_sub(1)
+        .filter(|&end| b[end] == b' ')
+        .is_some_and(|end| is_in(PLACE_WORDS, &b[word_start(b, end)..end]))
 }
 
 /// A USPS code in capitals (`MA`, not `ma`).
@@ -351,10 +355,7 @@ fn street(b: &[u8], g: &Range<usize>) -> Option<usize> {
             capitalised(&b[w_end + 1..n_end]) && is_in(STREET_SUFFIXES, &b[w_end + 1..n_end])
         };
         if names > 0 && !next_is_suffix && is_in(STREET_SUFFIXES, w) && clear_after(b, w_end) {
-            let mut end = w_end;
-            if b.get(end) == Some(&b'.') {
-                end += 1;
-            }
+            let end = past_dot(b, w_end);
             // `5000 Units SQ`, `12 Lead ST`, `6 Minute Walk Test`: a suffix
             // in capitals after other words, or a word that is a suffix
             // only sometimes, is a street only with a city after it
@@ -368,12 +369,14 @@ fn street(b: &[u8], g: &Range<usize>) -> Option<usize> {
         if !is_in(DIRECTIONS, w) {
             names += 1;
         }
-        at = w_end;
-        if b.get(at) == Some(&b'.') {
-            at += 1; // N. Main
-        }
+        at = past_dot(b, w_end); // N. Main
     }
     None
+}
+
+/// `at`, or past the `.` of an abbreviation there (`St.`).
+fn past_dot(b: &[u8], at: usize) -> usize {
+    at + usize::from(b.get(at) == Some(&b'.'))
 }
 
 /// `, Apt 4B`, ` Suite 200`, ` #12`: the end of a unit after a street.
@@ -394,10 +397,7 @@ fn unit(b: &[u8], end: usize) -> Option<usize> {
     if !is_in(UNITS, &b[at..kw_end]) {
         return None;
     }
-    at = kw_end;
-    if b.get(at) == Some(&b'.') {
-        at += 1;
-    }
+    at = past_dot(b, kw_end);
     if b.get(at) == Some(&b' ') {
         at += 1;
     }
@@ -504,17 +504,19 @@ fn rural_route_before(b: &[u8], at: usize) -> Option<usize> {
     }
     // a route number, then a space before it
     let route_end = d.checked_sub(1).filter(|&e| d < sp && b[e] == b' ')?;
-    let start = ["R.R.", "Rural Route", "RR"]
-        .iter()
-        .find(|r| b[..route_end].ends_with(r.as_bytes()))
-        .map(|r| route_end - r.len())
-        .filter(|&s| s == 0 || !b[s - 1].is_ascii_alphanumeric())?;
+    let route = ["R.R.", "Rural Route", "RR"]
+        .into_iter()
+        .find(|r| b[..route_end].ends_with(r.as_bytes()))?;
+    let start = route_end - route.len();
+    if start > 0 && b[start - 1].is_ascii_alphanumeric() {
+        return None;
+    }
     // `RR` is as often a respiratory rate (`RR 22 Box 3 checked`): a route
     // only when a comma and the rest of an address follow the box
     let box_number = b
         .get(at + 4..)
         .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
-    let spelled = b[start] != b'R' || b.get(start + 1) != Some(&b'R');
+    let spelled = route != "RR";
     (spelled || (box_number > 0 && b.get(at + 4 + box_number) == Some(&b','))).then_some(start)
 }
 
@@ -540,11 +542,7 @@ fn bare_city_state(b: &[u8], out: &mut Hits) {
         };
         // capitals alone before the comma are mostly abbreviations
         // (`HTN, MI`, `CXR, CT`): a city only with a ZIP after the state
-        if zip.is_none()
-            && b[start..p]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || *c == b' ')
-        {
+        if zip.is_none() && capitals_only(&b[start..p]) {
             continue;
         }
         // a code that is also a degree or a word (`Smith, MD`) only with a
@@ -609,7 +607,7 @@ fn city_before(b: &[u8], end: usize) -> Option<usize> {
     Some(start)
 }
 
-/// `Middlesex County`, `Orleans Parish`: one or two capitalised words and
+/// `Middlesex County`, `Orleans Parish`: one to three capitalised words and
 /// the word for a county, which Safe Harbor removes like a city.
 fn counties(b: &[u8], out: &mut Hits) {
     for finder in COUNTIES.iter() {
@@ -640,10 +638,7 @@ fn counties(b: &[u8], out: &mut Hits) {
                 let w = &b[w_start..w_end];
                 let saint = w == b"St" && w_end != sep;
                 if !saint
-                    && (w_end != sep
-                        || !capitalised(w)
-                        || is_in(PLACE_WORDS, w)
-                        || std::str::from_utf8(w).is_ok_and(super::names::is_english))
+                    && (w_end != sep || !capitalised(w) || is_in(PLACE_WORDS, w) || english(w))
                 {
                     break;
                 }
@@ -703,11 +698,7 @@ fn streets_after_residence(b: &[u8], out: &mut Hits) {
                 break;
             }
             if words > 0 && is_in(STREET_SUFFIXES, w) && clear_after(b, w_end) {
-                let e = if b.get(w_end) == Some(&b'.') {
-                    w_end + 1
-                } else {
-                    w_end
-                };
+                let e = past_dot(b, w_end);
                 end = Some(unit(b, e).unwrap_or(e));
                 break;
             }

@@ -42,18 +42,7 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
                 out.push(Hit::new(t.clone(), Entity::Dea))
             }
             4 => dashed_mbi(b, &t, out),
-            // a GTIN alone names a product; with its lot, expiry or serial,
-            // one patient's device
-            14 if checksum::gs1(tok)
-                && t.start >= 4
-                && &b[t.start - 4..t.start] == b"(01)"
-                && gs1_chain_end(b, t.end) > t.end =>
-            {
-                out.push(Hit::new(
-                    t.start - 4..gs1_chain_end(b, t.end),
-                    Entity::Device,
-                ))
-            }
+            14 if t.start >= 4 && &b[t.start - 4..t.start] == b"(01)" => udi(b, &t, out),
             _ => {}
         }
         iban(b, &t, out);
@@ -62,6 +51,16 @@ pub(crate) fn find(text: &str, groups: &[Range<usize>], out: &mut Hits) {
     // after the last digit: the text past it is not searched.
     if let Some(last) = groups.last() {
         labelled(&b[..last.end], b, out);
+    }
+}
+
+/// `(01)` before the 14-character token `t`: a UDI in GS1's form when `t`
+/// is a GTIN with a valid check digit and fields follow it. A GTIN alone
+/// names a product; with its lot, expiry or serial, one patient's device.
+fn udi(b: &[u8], t: &Range<usize>, out: &mut Hits) {
+    let end = gs1_chain_end(b, t.end);
+    if end > t.end && checksum::gs1(&b[t.clone()]) {
+        out.push(Hit::new(t.start - 4..end, Entity::Device));
     }
 }
 
@@ -227,12 +226,6 @@ const CUES: &[(&str, Entity)] = &[
     ("medicaid number", Entity::Mbi),
     ("medicaid", Entity::Mbi),
     ("mbr id", Entity::Mbi),
-    // states' Medicaid plans, named as their cards name them
-    ("masshealth", Entity::Mbi),
-    ("medi-cal", Entity::Mbi),
-    ("tenncare", Entity::Mbi),
-    ("badgercare", Entity::Mbi),
-    ("soonercare", Entity::Mbi),
     // a bare `ID` names an identifier only before a long number (below)
     ("id", Entity::Mrn),
     ("ssn", Entity::Ssn),
@@ -281,7 +274,11 @@ static CUE_MATCHER: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostLongest)
         .kind(Some(AhoCorasickKind::DFA))
-        .build(CUES.iter().map(|(cue, _)| cue))
+        .build(
+            CUES.iter()
+                .map(|(cue, _)| *cue)
+                .chain(MEDICAID_PLANS.iter().copied()),
+        )
         .expect("cue patterns are valid")
 });
 
@@ -324,7 +321,10 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
         if !word_start || !word_end {
             continue;
         }
-        let entity = CUES[m.pattern().as_usize()].1.clone();
+        // patterns past CUES are Medicaid plans (see CUE_MATCHER)
+        let (entity, plan) = CUES
+            .get(m.pattern().as_usize())
+            .map_or((Entity::Mbi, true), |(_, e)| (e.clone(), false));
         let vstart = skip_filler(b, end);
         let cue = &b[start..end];
         let bare_id = cue.eq_ignore_ascii_case(b"id");
@@ -353,12 +353,7 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
                 (6..=25).contains(&value.len()) && digits >= 6 && bare_id_owner(b, start)
             }
             // a plan's name before its card's number, not a year or a waiver
-            _ if MEDICAID_PLANS
-                .iter()
-                .any(|p| cue.eq_ignore_ascii_case(p.as_bytes())) =>
-            {
-                (8..=25).contains(&value.len()) && digits >= 6
-            }
+            _ if plan => (8..=25).contains(&value.len()) && digits >= 6,
             _ => (4..=25).contains(&value.len()) && digits >= 2,
         };
         if plausible {
@@ -367,8 +362,8 @@ fn labelled(searched: &[u8], b: &[u8], out: &mut Hits) {
     }
 }
 
-/// States' Medicaid plans, named as their cards name them: before a card's
-/// number of eight characters or more.
+/// States' Medicaid plans, named as their cards name them: cues for a
+/// member number, before a card's number of eight characters or more.
 const MEDICAID_PLANS: &[&str] = &[
     "masshealth",
     "medi-cal",
